@@ -43,7 +43,9 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if self.image_width < 16 or self.image_height < 16:
-            raise ConfigError(f"image size must be at least 16x16, got {self.image_width}x{self.image_height}")
+            raise ConfigError(
+                f"image size must be at least 16x16, got {self.image_width}x{self.image_height}"
+            )
         if self.camera not in ("scene", "top"):
             raise ConfigError(f"camera must be 'scene' or 'top', got {self.camera!r}")
         if self.task not in ("reach", "push"):
@@ -109,7 +111,9 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
             return tuple(_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_check_type(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            _check_type(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(annotation)
         if value is None and type(None) in args:

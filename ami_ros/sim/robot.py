@@ -14,9 +14,9 @@ import numpy as np
 
 # Headless rendering: EGL unless the caller chose a backend (osmesa, glfw) before importing us.
 os.environ.setdefault("MUJOCO_GL", "egl")
-import mujoco  # noqa: E402
+import mujoco
 
-from ami_ros.config import SimConfig  # noqa: E402
+from ami_ros.config import SimConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MJCF_PATH = ASSETS / "tabletop_arm.xml"
@@ -86,11 +86,14 @@ class ArmSim:
         self._ee_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, "end_effector")
         block_joint = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "block")
         self._block_qadr = int(m.jnt_qposadr[block_joint])
+        self._block_vadr = int(m.jnt_dofadr[block_joint])
         self._block_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "block")
         arm_bodies = {mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"link{i}") for i in range(1, 5)}
         self._arm_geoms = {g for g in range(m.ngeom) if m.geom_bodyid[g] in arm_bodies}
         self._goal_block_mocap = m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "goal_block")]
-        self._goal_ee_mocap = m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "goal_end_effector")]
+        self._goal_ee_mocap = m.body_mocapid[
+            mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "goal_end_effector")
+        ]
         self._renderer: mujoco.Renderer | None = None
         self._options = {show: self._scene_option(show) for show in (False, True)}
         self._target = np.zeros(4)
@@ -118,6 +121,18 @@ class ArmSim:
         self._place_goal_markers(goal)
         mujoco.mj_forward(self.model, self.data)
         return self.state()
+
+    def set_state(self, qpos: np.ndarray | None = None, block_pose: np.ndarray | None = None) -> None:
+        """Teleport the arm (holding there) and/or the block, at rest; the goal is unchanged."""
+        if qpos is not None:
+            q = np.clip(np.asarray(qpos, dtype=float), self.lower, self.upper)
+            self.data.qpos[self._qadr] = q
+            self.data.qvel[self._vadr] = 0.0
+            self._target, self._reference = q.copy(), q.copy()
+        if block_pose is not None:
+            self.data.qpos[self._block_qadr : self._block_qadr + 7] = block_pose
+            self.data.qvel[self._block_vadr : self._block_vadr + 6] = 0.0
+        mujoco.mj_forward(self.model, self.data)
 
     def command(self, positions: np.ndarray) -> np.ndarray:
         """Set the joint-position target (rad, joint order `joint_names`); returns it clamped to limits.

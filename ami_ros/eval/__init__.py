@@ -1,0 +1,1 @@
+"""Evaluation harness, baselines and benchmark reports."""

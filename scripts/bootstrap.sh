@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs everything ami_ros needs, on a fresh machine:
+#   - the apt packages headless MuJoCo rendering needs (EGL + Mesa), when run as root;
+#   - pinned pip dependencies and exactly one of onnxruntime / onnxruntime-gpu ($ORT);
+#   - the ROS 2 wheels, only when no ROS 2 is sourced (with ROS_DISTRO set, the venv sees the
+#     system's rclpy through --system-site-packages and keeps the system's numpy);
+#   - ami_ros itself, editable.
+# Environment: VENV (default .venv), PYTHON (default python3), ORT (onnxruntime|onnxruntime-gpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+ORT=${ORT:-onnxruntime}
+ORT_VERSION=1.32.0
+APT_PACKAGES=(libegl1 libegl-mesa0 libgl1 libopengl0 libgl1-mesa-dri)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing apt packages for headless rendering: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "bootstrap: warning: missing apt packages ${missing[*]} (rendering needs them);" \
+      "run: sudo apt-get install ${missing[*]}" >&2
+  fi
+fi
+
+case "$ORT" in
+  onnxruntime) OTHER_ORT=onnxruntime-gpu ;;
+  onnxruntime-gpu) OTHER_ORT=onnxruntime ;;
+  *) echo "bootstrap: ORT must be onnxruntime or onnxruntime-gpu, got '$ORT'" >&2; exit 2 ;;
+esac
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if [ -n "${ROS_DISTRO:-}" ]; then
+    echo "bootstrap: ROS 2 $ROS_DISTRO is sourced: the venv reuses the system's rclpy"
+    "$PYTHON" -m venv --system-site-packages "$VENV"
+  else
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip
+
+constraints=()
+if [ -n "${ROS_DISTRO:-}" ]; then
+  # ROS 2's compiled message packages are built against the system numpy: keep it.
+  sys_numpy=$("$VENV/bin/python" -c 'import numpy; print(numpy.__version__)')
+  echo "numpy==$sys_numpy" >"$VENV/numpy-constraint.txt"
+  constraints=(-c "$VENV/numpy-constraint.txt")
+  ros=()
+else
+  ros=(-r requirements/ros-wheels.txt)
+fi
+
+# Two onnxruntime distributions share one folder and break each other: remove the other first.
+if "$VENV/bin/python" -m pip show -q "$OTHER_ORT" >/dev/null 2>&1; then
+  "${PIP[@]}" uninstall -y "$OTHER_ORT" "$ORT"
+fi
+"${PIP[@]}" install "${constraints[@]}" "${ros[@]}" -r requirements/base.txt -r requirements/train.txt \
+  -r requirements/dev.txt "$ORT==$ORT_VERSION"
+"${PIP[@]}" install --no-deps --no-build-isolation -e .
+echo "bootstrap: ready: $VENV ($("$VENV/bin/python" -c 'import onnxruntime, mujoco; print("onnxruntime", onnxruntime.__version__, "mujoco", mujoco.__version__)'))"
