@@ -40,7 +40,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     ros_environment(args.domain_id)
     out = run_folder(args.output, "demo")
-    summary = run_demo(out, episodes=args.episodes, task=args.task, seed=args.seed)
+    summary = run_demo(out, episodes=args.episodes, seed=args.seed)
     print(json.dumps(summary, indent=2))
     return 0 if summary["episodes_completed"] == args.episodes else 1
 
@@ -63,7 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="drive the embedded robot over ROS 2 and record the episodes")
     demo.add_argument("--episodes", type=int, default=3)
-    demo.add_argument("--task", choices=("reach", "push"), default="reach")
     demo.add_argument("--seed", type=int, default=1000, help="first episode seed")
     demo.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: derived from pid)")
     demo.add_argument("--output", default="runs", help="folder for run folders")

@@ -82,6 +82,8 @@ class SimNodeConfig:
     """Joint-limit tolerance (rad) when validating commanded positions."""
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.real_time_factor < 0:
             raise ConfigError(f"real_time_factor must be >= 0, got {self.real_time_factor}")
         if not 1.0 <= self.control_rate <= 1000.0:
@@ -164,3 +166,107 @@ def load_yaml(path: str | Path, cls: type[T], section: str | None = None) -> T:
         return from_dict(cls, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------- data
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Reading rosbag2 recordings into synchronised (frame, joint state, action) sequences.
+
+    Topic names are matched with or without the leading slash; a namespaced robot's bag needs its
+    full names (`/robot1/camera/image_raw`).
+    """
+
+    image_topic: str = "/camera/image_raw"
+    """sensor_msgs/Image topic (rgb8, bgr8 or mono8)."""
+    joint_state_topic: str = "/joint_states"
+    """sensor_msgs/JointState topic; joints are matched by name, in any order."""
+    command_topic: str = "/arm_controller/joint_trajectory"
+    """Topic of the joint-position commands sent to the robot."""
+    command_type: str = "trajectory"
+    """`trajectory` (trajectory_msgs/JointTrajectory, first point) or `forward` (Float64MultiArray)."""
+    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    """Joint order of the `joints` and `actions` arrays (and of `forward` commands)."""
+    control_period: float = 0.1
+    """Seconds between commands; a stamp gap above 2.5x this starts a new segment."""
+    max_skew: float = 0.05
+    """Largest |stamp difference| (s) between a command and its frame / joint state."""
+    image_size: int = 64
+    """Frames are resized to image_size x image_size (cv2.INTER_AREA), RGB."""
+    min_synced_fraction: float = 0.5
+    """A bag where fewer commands than this fraction find a frame and joint state is an error."""
+    object_topic: str = "/sim/object_pose"
+    """Optional ground truth (PoseStamped) of the block, for probes only; ignored when absent."""
+    end_effector_topic: str = "/sim/end_effector_pose"
+    """Optional ground truth (PoseStamped) of the end effector, for probes only."""
+
+    def __post_init__(self) -> None:
+        if self.command_type not in ("trajectory", "forward"):
+            raise ConfigError(f"command_type must be 'trajectory' or 'forward', got {self.command_type!r}")
+        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
+            raise ConfigError(f"joint_names must be non-empty and unique, got {self.joint_names}")
+        if self.control_period <= 0 or self.max_skew <= 0:
+            raise ConfigError("control_period and max_skew must be > 0")
+        if self.image_size < 8:
+            raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
+        if not 0.0 <= self.min_synced_fraction <= 1.0:
+            raise ConfigError(f"min_synced_fraction must be in [0, 1], got {self.min_synced_fraction}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """`ami-ros collect`: exploration of the embedded robot recorded as rosbag2 MCAP shards."""
+
+    episodes: int = 800
+    """Number of episodes; episode i is reset with seed `seed + i`."""
+    steps_per_episode: int = 50
+    """Control steps (frame, joint state, command) recorded per episode."""
+    episodes_per_shard: int = 100
+    """Episodes per bag directory (`shard_0000`, `shard_0001`, ...)."""
+    seed: int = 0
+    """Seed of the first episode; also seeds the exploration policy."""
+    control_period: float = 0.1
+    """Seconds of simulated time between commands."""
+    push_fraction: float = 0.6
+    """Fraction of episodes with scripted pushes of the block."""
+    random_fraction: float = 0.25
+    """Fraction of episodes with smooth random joint motion (Ornstein-Uhlenbeck deltas); the rest
+    reach random joint configurations across the limits."""
+    ou_theta: float = 0.15
+    """Mean reversion of the random-motion deltas per step."""
+    ou_sigma: float = 0.4
+    """Noise of the random-motion deltas per step, as a fraction of the largest per-step delta."""
+    push_distance: tuple[float, float] = (0.04, 0.15)
+    """Range of the distance (m) the pusher travels beyond first contact in a scripted push."""
+    push_speed: float = 0.15
+    """Pusher speed along the push line, m/s."""
+    push_noise: float = 0.004
+    """Std (m) of the noise added to each pusher waypoint."""
+    episode_gap: float = 1.0
+    """Seconds of stamp offset between episodes (the reader splits segments at such gaps)."""
+    compression: str = "zstd"
+    """MCAP chunk compression: `zstd`, `lz4` or `none`."""
+    ground_truth: bool = True
+    """Also record /sim/object_pose and /sim/end_effector_pose (probes and evaluation only)."""
+    sim: SimConfig = dataclasses.field(default_factory=lambda: SimConfig(task="push"))
+    """The embedded robot (camera resolution, block placement)."""
+
+    def __post_init__(self) -> None:
+        if min(self.episodes, self.steps_per_episode - 1, self.episodes_per_shard) < 1:
+            raise ConfigError("episodes and episodes_per_shard must be >= 1, steps_per_episode >= 2")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if not 0.002 <= self.control_period <= 2.0:
+            raise ConfigError(f"control_period must be in [0.002, 2] s, got {self.control_period}")
+        fractions = (self.push_fraction, self.random_fraction)
+        if min(fractions) < 0 or sum(fractions) > 1 + 1e-9:
+            raise ConfigError(f"push_fraction, random_fraction must be >= 0 with sum <= 1, got {fractions}")
+        lo, hi = self.push_distance
+        if not 0.0 < lo <= hi:
+            raise ConfigError(f"push_distance must satisfy 0 < min <= max, got {self.push_distance}")
+        if self.push_speed <= 0 or self.push_noise < 0 or self.ou_theta < 0 or self.ou_sigma < 0:
+            raise ConfigError("push_speed must be > 0; push_noise, ou_theta and ou_sigma >= 0")
+        if self.episode_gap < 2.5 * self.control_period:
+            raise ConfigError(f"episode_gap must be >= 2.5 x control_period, got {self.episode_gap}")
+        if self.compression not in ("zstd", "lz4", "none"):
+            raise ConfigError(f"compression must be 'zstd', 'lz4' or 'none', got {self.compression!r}")

@@ -1,0 +1,1 @@
+"""Pure numpy building blocks (no ROS, no torch): preprocessing, planning, command handling."""

@@ -1,0 +1,99 @@
+"""numpy <-> ROS message conversions; no logic beyond the conversion itself.
+
+Images avoid cv_bridge (not on every install): `msg.data = arr.tobytes()` costs ~0.06 ms where
+assigning an ndarray costs ~60 ms, and `image_to_numpy` is a zero-copy view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from trajectory_msgs.msg import JointTrajectory
+
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+
+
+def to_time(seconds: float) -> Time:
+    """builtin_interfaces/Time for `seconds` >= 0."""
+    sec = int(seconds)
+    nanosec = min(round((seconds - sec) * 1e9), 999_999_999)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def to_seconds(stamp: Time | Duration) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def numpy_to_image(array: np.ndarray, stamp: Time, frame_id: str, encoding: str = "rgb8") -> Image:
+    """(H, W, 3) uint8 (rgb8/bgr8) or (H, W) uint8 (mono8) -> sensor_msgs/Image."""
+    channels = _CHANNELS.get(encoding)
+    if channels is None or array.dtype != np.uint8 or array.shape[2:] not in ((), (channels,)):
+        raise ValueError(f"cannot encode a {array.dtype} array of shape {array.shape} as {encoding!r}")
+    msg = Image(encoding=encoding, height=array.shape[0], width=array.shape[1], is_bigendian=0)
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.step = array.shape[1] * channels
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, mono8) -> (H, W, C) uint8 view in the message's encoding."""
+    channels = _CHANNELS.get(msg.encoding)
+    if channels is None:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(_CHANNELS)}")
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+    return rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
+
+
+def camera_info(
+    intrinsics: tuple[float, float, float, float], width: int, height: int, stamp: Time, frame_id: str
+) -> CameraInfo:
+    """Pinhole CameraInfo, plumb_bob model with zero distortion, from (fx, fy, cx, cy)."""
+    fx, fy, cx, cy = intrinsics
+    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5)
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def pose_stamped(position: np.ndarray, quat_wxyz: np.ndarray, stamp: Time, frame_id: str) -> PoseStamped:
+    """(3,) position and (4,) quaternion (w, x, y, z, MuJoCo's order) -> PoseStamped."""
+    msg = PoseStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    p, q = msg.pose.position, msg.pose.orientation
+    p.x, p.y, p.z = (float(v) for v in position)
+    q.w, q.x, q.y, q.z = (float(v) for v in quat_wxyz)
+    return msg
+
+
+def yaw_quaternion(yaw: float) -> np.ndarray:
+    """(w, x, y, z) quaternion of a rotation by `yaw` about z."""
+    return np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+
+def joint_state(
+    names: Sequence[str], position: np.ndarray, velocity: np.ndarray, effort: np.ndarray, stamp: Time
+) -> JointState:
+    msg = JointState(name=list(names), position=position.tolist(), velocity=velocity.tolist())
+    msg.effort = effort.tolist()
+    msg.header.stamp = stamp
+    return msg
+
+
+def trajectory_arrays(
+    msg: JointTrajectory,
+) -> tuple[list[str], np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """JointTrajectory -> (joint names, (N,) times from start, N position rows, N velocity rows).
+
+    Rows keep the message's lengths (ragged rows are for `ami_ros.core.trajectory` to reject).
+    """
+    times = np.array([to_seconds(p.time_from_start) for p in msg.points], dtype=float)
+    positions = [np.asarray(p.positions, dtype=float) for p in msg.points]
+    velocities = [np.asarray(p.velocities, dtype=float) for p in msg.points]
+    return list(msg.joint_names), times, positions, velocities
