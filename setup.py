@@ -41,6 +41,7 @@ setup(
         "console_scripts": [
             "ami-ros = ami_ros.cli:main",
             "sim_node = ami_ros.ros.sim_node:main",
+            "recorder_node = ami_ros.ros.recorder_node:main",
         ],
     },
 )

@@ -7,7 +7,9 @@ ami-ros bench   speed of the embedded robot (physics, rendering, real-time facto
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -33,6 +35,27 @@ def run_folder(root: str, kind: str) -> Path:
     path = Path(root) / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from ami_ros.config import CollectConfig, load_yaml
+    from ami_ros.data.collect import collect
+
+    cfg = load_yaml(args.config, CollectConfig, section="collect") if args.config else CollectConfig()
+    overrides = {
+        "episodes": args.episodes,
+        "steps_per_episode": args.steps,
+        "seed": args.seed,
+        "episodes_per_shard": args.shard_episodes,
+        "compression": args.compression,
+    }
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if args.image_size is not None:
+        sim = dataclasses.replace(cfg.sim, image_width=args.image_size, image_height=args.image_size)
+        cfg = dataclasses.replace(cfg, sim=sim)
+    out = Path(args.out) if args.out else run_folder(args.output, "collect")
+    print(json.dumps(collect(out, cfg), indent=2))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -61,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ami-ros", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    collect = sub.add_parser("collect", help="record exploration of the embedded robot as rosbag2 MCAP")
+    collect.add_argument("--config", help="YAML file with a `collect:` section (CollectConfig)")
+    collect.add_argument("--episodes", type=int)
+    collect.add_argument("--steps", type=int, help="control steps per episode")
+    collect.add_argument("--seed", type=int, help="seed of the first episode")
+    collect.add_argument("--shard-episodes", type=int, help="episodes per bag directory")
+    collect.add_argument("--image-size", type=int, help="camera image side in pixels")
+    collect.add_argument("--compression", choices=("zstd", "lz4", "none"))
+    collect.add_argument("--out", help="output folder (default: a new run folder under --output)")
+    collect.add_argument("--output", default="runs")
+    collect.set_defaults(func=cmd_collect)
+
     demo = sub.add_parser("demo", help="drive the embedded robot over ROS 2 and record the episodes")
     demo.add_argument("--episodes", type=int, default=3)
     demo.add_argument("--seed", type=int, default=1000, help="first episode seed")
@@ -77,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
     return int(args.func(args))
 
 

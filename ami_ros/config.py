@@ -270,3 +270,193 @@ class CollectConfig:
             raise ConfigError(f"episode_gap must be >= 2.5 x control_period, got {self.episode_gap}")
         if self.compression not in ("zstd", "lz4", "none"):
             raise ConfigError(f"compression must be 'zstd', 'lz4' or 'none', got {self.compression!r}")
+
+
+# ---------------------------------------------------------------------------- world model
+@dataclasses.dataclass(frozen=True)
+class WorldModelConfig:
+    """The JEPA world model (`ami_ros.world_model`): ViT encoder + FiLM-conv latent predictor.
+
+    The latent of one frame is `(n_tokens + 1, latent_dim)` float32: `grid x grid` image patch tokens
+    (row-major) followed by one proprio token, a fixed Fourier embedding of the joint positions.
+    """
+
+    image_size: int = 64
+    """Square input image side in pixels (frames are resized to this before encoding)."""
+    patch_size: int = 8
+    """ViT patch side; `image_size / patch_size` is the latent grid side (8 -> 8x8 tokens)."""
+    encoder_dim: int = 96
+    """ViT width."""
+    encoder_depth: int = 4
+    """ViT blocks."""
+    encoder_heads: int = 4
+    """Attention heads per ViT block."""
+    latent_dim: int = 16
+    """Channels per latent token (>= number of joints)."""
+    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    """Joint order of joint and action vectors."""
+    joint_limits: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
+    """Symmetric joint position limits, rad (joint positions are normalised by them)."""
+    action_limits: tuple[float, ...] = (0.15, 0.2, 0.25, 0.3)
+    """Per-joint action bound: action = target - measured position, clipped to +- this (rad)."""
+    history: int = 2
+    """Latents the predictor sees (its memory)."""
+    horizon: int = 5
+    """Prediction steps in training (rollout loss) and in the fused rollout-cost graph."""
+    predictor_channels: int = 32
+    """Channels of the predictor's conv trunk on the latent grid."""
+    predictor_blocks: int = 3
+    """FiLM-conditioned 3x3 conv residual blocks (dilations 1, 2, 4, 1, 2, ...)."""
+    predictor_cond_dim: int = 128
+    """Width of the conditioning MLP (action + proprio history -> FiLM parameters)."""
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size or self.image_size // self.patch_size < 2:
+            raise ConfigError(f"image_size {self.image_size} must be a multiple (>= 2x) of patch_size")
+        n = len(self.joint_names)
+        if len(self.joint_limits) != n or len(self.action_limits) != n:
+            raise ConfigError(
+                f"joint_names, joint_limits and action_limits must have equal lengths, got "
+                f"{n}, {len(self.joint_limits)}, {len(self.action_limits)}"
+            )
+        if min(self.joint_limits) <= 0 or min(self.action_limits) <= 0:
+            raise ConfigError("joint_limits and action_limits must be > 0")
+        if self.latent_dim < n:
+            raise ConfigError(f"latent_dim must be >= the number of joints ({n}), got {self.latent_dim}")
+        if self.encoder_dim % self.encoder_heads:
+            raise ConfigError("encoder_dim must be a multiple of encoder_heads")
+        if self.history < 1 or self.horizon < 1 or self.predictor_blocks < 1:
+            raise ConfigError("history, horizon and predictor_blocks must be >= 1")
+
+    @property
+    def grid(self) -> int:
+        """Side of the latent token grid."""
+        return self.image_size // self.patch_size
+
+    @property
+    def n_tokens(self) -> int:
+        """Latent tokens per frame: grid**2 image tokens + 1 proprio token."""
+        return self.grid**2 + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of the world model (`ami-ros train`)."""
+
+    seed: int = 0
+    """Seed of every generator (init, sampling, split)."""
+    device: str = "auto"
+    """`auto` (cuda if available, else cpu), `cpu`, `cuda` or `cuda:N`; under torchrun the local rank."""
+    steps: int = 3000
+    """Optimiser steps."""
+    batch_size: int = 32
+    """Windows per step (per process under DDP)."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to lr_min_ratio x lr)."""
+    lr_min_ratio: float = 0.05
+    """Final learning rate as a fraction of lr."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    weight_decay: float = 0.05
+    """AdamW weight decay (matrices only)."""
+    grad_clip: float = 1.0
+    """Gradient norm clip; 0 disables."""
+    ema_momentum: float = 0.99
+    """EMA target-encoder momentum at step 0; rises to ema_momentum_end with a cosine."""
+    ema_momentum_end: float = 0.999
+    """EMA momentum at the last step."""
+    w_teacher: float = 1.0
+    """Teacher-forcing loss (one step from true history), relative MSE."""
+    w_rollout: float = 1.0
+    """Multi-step rollout loss (predictor fed its own predictions), relative MSE."""
+    w_joints: float = 1.0
+    """Joint-estimate losses (image head and predicted joints), MSE of limit-normalised joints."""
+    w_variance: float = 1.0
+    """VICReg variance hinge on encoder token dimensions."""
+    w_covariance: float = 1.0
+    """VICReg covariance (off-diagonal) on encoder token dimensions."""
+    val_fraction: float = 0.1
+    """Fraction of episodes held out for evaluation (split by episode)."""
+    eval_every: int = 500
+    """Steps between validation k-step error measurements (0: only at the end)."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints (0: only at the end)."""
+    num_threads: int = 2
+    """torch CPU threads (per process)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("steps and batch_size must be >= 1")
+        if self.lr <= 0 or not 0 <= self.lr_min_ratio <= 1:
+            raise ConfigError("lr must be > 0 and lr_min_ratio in [0, 1]")
+        if not 0 <= self.ema_momentum <= self.ema_momentum_end <= 1:
+            raise ConfigError("need 0 <= ema_momentum <= ema_momentum_end <= 1")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRunConfig:
+    """A training YAML file (`config/train*.yaml`): the `model` and `train` sections."""
+
+    model: WorldModelConfig = dataclasses.field(default_factory=WorldModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------- planning and safety
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+    """Sampling-based MPC in latent space (`ami_ros.core.planner`)."""
+
+    method: str = "cem"
+    """`cem` (elite refitting) or `mppi` (cost-weighted averaging)."""
+    horizon: int = 5
+    """Actions per plan (control ticks looked ahead)."""
+    samples: int = 256
+    """Action sequences evaluated per iteration."""
+    iterations: int = 3
+    """Refinement iterations per control tick."""
+    elites: int = 32
+    """CEM: sequences the distribution is refitted to."""
+    temperature: float = 0.05
+    """MPPI: cost scale of the exponential weights (lower is greedier)."""
+    init_std: float = 0.5
+    """Initial sampling std, as a fraction of each action bound."""
+    min_std: float = 0.05
+    """Floor of the sampling std, as a fraction of each action bound."""
+    momentum: float = 0.0
+    """Fraction of the previous iteration's mean kept at each refit."""
+    seed: int = 0
+    """Seed of the planner's random generator."""
+
+    def __post_init__(self) -> None:
+        if self.method not in ("cem", "mppi"):
+            raise ConfigError(f"method must be 'cem' or 'mppi', got {self.method!r}")
+        if self.horizon < 1 or self.iterations < 1:
+            raise ConfigError("horizon and iterations must be >= 1")
+        if not 2 <= self.elites <= self.samples:
+            raise ConfigError(f"elites must be in [2, samples={self.samples}], got {self.elites}")
+        if self.temperature <= 0 or self.init_std <= 0 or self.min_std < 0:
+            raise ConfigError("temperature and init_std must be > 0, min_std >= 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SafetyConfig:
+    """The filter between planner and robot (`ami_ros.core.safety`)."""
+
+    max_step: float = 0.3
+    """Largest change of any joint target per control tick, rad."""
+    velocity_scale: float = 1.0
+    """Fraction of each joint's velocity limit a command may ask for."""
+    limit_margin: float = 0.02
+    """Distance kept from each joint limit, rad."""
+
+    def __post_init__(self) -> None:
+        if self.max_step <= 0 or not 0 < self.velocity_scale <= 1 or self.limit_margin < 0:
+            raise ConfigError("max_step must be > 0, velocity_scale in (0, 1], limit_margin >= 0")
