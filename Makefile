@@ -36,7 +36,7 @@ format: setup
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 bench: setup
-	$(VENV)/bin/ami-ros bench
+	$(VENV)/bin/ami-ros bench $(if $(wildcard models/tabletop_arm/manifest.yaml),--model models/tabletop_arm)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

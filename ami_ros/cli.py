@@ -58,6 +58,66 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_training_episodes(data: str, image_size: int) -> list[dict]:
+    """Every bag under `data` (a bag directory or a folder of them) as training episodes."""
+    from ami_ros.config import DataConfig
+    from ami_ros.data.dataset import read_episodes
+
+    return [ep.as_dict() for ep in read_episodes(data, DataConfig(image_size=image_size))]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ami_ros.config import TrainRunConfig, load_yaml
+    from ami_ros.world_model.evaluate import format_metrics
+    from ami_ros.world_model.train import train
+
+    cfg = load_yaml(args.config, TrainRunConfig)
+    episodes = read_training_episodes(args.data, cfg.model.image_size)
+    out = Path(args.out) if args.out else run_folder(args.output, "train")
+    result = train(cfg, episodes, out, command=" ".join(["ami-ros", *args.argv]))
+    if "metrics" in result:  # rank 0
+        print(format_metrics(result["metrics"]))
+        print(f"checkpoint: {result['checkpoint']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ami_ros.world_model.export import export_checkpoint
+    from ami_ros.world_model.train import load_checkpoint
+
+    episodes = None
+    if args.data:
+        _, run_cfg, _ = load_checkpoint(args.checkpoint)
+        episodes = read_training_episodes(args.data, run_cfg.model.image_size)
+    manifest = export_checkpoint(args.checkpoint, args.out, episodes)
+    print(json.dumps({"model_dir": args.out, "files": list(manifest.get("files", {}))}, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ami_ros.config import EvalConfig, PlannerConfig
+    from ami_ros.eval import closed_loop as cl
+    from ami_ros.runtime import load_model
+
+    runtime = load_model(args.model, intra_op_threads=args.threads)
+    planner = PlannerConfig(horizon=runtime.horizon)  # the fused cost graph's horizon is fixed at export
+    cfg = EvalConfig(
+        task=args.task, episodes=args.episodes, seed=args.seed, max_steps=args.steps, planner=planner
+    )
+    report = cl.evaluate_policy(cl.world_model_policy(runtime, cfg, args.seed), cfg)
+    report["providers"] = sorted(set(runtime.providers.values()))
+    random_actions = cl.random_policy(runtime.action_limits, args.seed)
+    report["baselines"] = {"random": cl.evaluate_policy(random_actions, cfg)}
+    if args.task == "reach":
+        privileged = cl.privileged_reach_policy(cfg, runtime.action_limits, args.seed)
+        report["baselines"]["privileged_true_joint_state"] = cl.evaluate_policy(privileged, cfg)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ami_ros.ros.scripted_demo import run_demo
 
@@ -73,6 +133,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out = run_folder(args.output, "bench")
     report = bench_sim(seconds=args.seconds)
+    if args.model:
+        from ami_ros.runtime import load_model
+
+        runtime = load_model(args.model, intra_op_threads=args.threads)
+        report |= {f"model_{k}": round(v, 2) for k, v in runtime.benchmark(batch=args.batch).items()}
+        report["model_providers"] = sorted(set(runtime.providers.values()))
     (out / "bench_sim.json").write_text(json.dumps(report, indent=2))
     for key, value in report.items():
         print(f"{key:>34}: {value}")
@@ -96,6 +162,29 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--output", default="runs")
     collect.set_defaults(func=cmd_collect)
 
+    train = sub.add_parser("train", help="train the world model (torchrun for several GPUs)")
+    train.add_argument("--config", required=True, help="training YAML (model + train sections)")
+    train.add_argument("--data", required=True, help="a rosbag2 directory or a folder of them")
+    train.add_argument("--out", help="output folder (default: a new run folder under --output)")
+    train.add_argument("--output", default="runs")
+    train.set_defaults(func=cmd_train)
+
+    export = sub.add_parser("export", help="export a checkpoint to a model directory")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--out", required=True, help="model directory to write, e.g. models/tabletop_arm")
+    export.add_argument("--data", help="bags for the parity check on held-out frames (else random inputs)")
+    export.set_defaults(func=cmd_export)
+
+    ev = sub.add_parser("eval", help="closed-loop success on the embedded robot, with baselines")
+    ev.add_argument("--task", choices=("reach", "push"), default="reach")
+    ev.add_argument("--episodes", type=int, default=50)
+    ev.add_argument("--seed", type=int, default=100_000, help="first episode seed (training used 0..)")
+    ev.add_argument("--steps", type=int, default=60, help="control ticks per episode")
+    ev.add_argument("--model", default="models/tabletop_arm")
+    ev.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
+    ev.add_argument("--json", action="store_true", help="one JSON object on one line")
+    ev.set_defaults(func=cmd_eval)
+
     demo = sub.add_parser("demo", help="drive the embedded robot over ROS 2 and record the episodes")
     demo.add_argument("--episodes", type=int, default=3)
     demo.add_argument("--seed", type=int, default=1000, help="first episode seed")
@@ -105,13 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the embedded robot's speed")
     bench.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per measurement")
+    bench.add_argument("--model", help="also time this model directory's ONNX sessions")
+    bench.add_argument("--batch", type=int, default=256, help="planner batch for the model timings")
+    bench.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
     bench.add_argument("--output", default="runs")
     bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded with trained models
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     return int(args.func(args))

@@ -272,6 +272,28 @@ class CollectConfig:
             raise ConfigError(f"compression must be 'zstd', 'lz4' or 'none', got {self.compression!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class RecorderConfig:
+    """`recorder_node` parameters."""
+
+    topics: tuple[str, ...] = ("camera/image_raw", "joint_states", "arm_controller/joint_trajectory")
+    """Topics to record; relative names resolve in the node's namespace."""
+    output: str = ""
+    """Bag directory to create (must not exist); default `rosbag2_YYYY_MM_DD-HH_MM_SS`."""
+    compression: str = "zstd"
+    """MCAP chunk compression: `zstd`, `lz4` or `none`."""
+    discovery_period: float = 0.5
+    """Seconds between looks at the graph for topics not subscribed yet."""
+
+    def __post_init__(self) -> None:
+        if not self.topics:
+            raise ConfigError("topics must name at least one topic")
+        if self.compression not in ("zstd", "lz4", "none"):
+            raise ConfigError(f"compression must be 'zstd', 'lz4' or 'none', got {self.compression!r}")
+        if self.discovery_period <= 0:
+            raise ConfigError(f"discovery_period must be > 0, got {self.discovery_period}")
+
+
 # ---------------------------------------------------------------------------- world model
 @dataclasses.dataclass(frozen=True)
 class WorldModelConfig:
@@ -460,3 +482,30 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         if self.max_step <= 0 or not 0 < self.velocity_scale <= 1 or self.limit_margin < 0:
             raise ConfigError("max_step must be > 0, velocity_scale in (0, 1], limit_margin >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Closed-loop evaluation on the embedded robot (`ami-ros eval`)."""
+
+    task: str = "reach"
+    """`reach` (end effector to the goal's) or `push` (block to its goal)."""
+    episodes: int = 50
+    """Episodes, seeds `seed` .. `seed + episodes - 1` (keep them apart from training seeds)."""
+    seed: int = 100_000
+    """First episode seed; `ami-ros collect` uses seeds from 0."""
+    max_steps: int = 60
+    """Control ticks per episode."""
+    control_period: float = 0.1
+    """Seconds per control tick (the model's action period)."""
+    success_m: float = 0.03
+    """Success: end effector (reach) or block (push) within this distance of the goal, metres."""
+    cost_weights: tuple[float, float, float] = (1.0, 0.0, 1.0)
+    """Weights of the rollout cost: fine token MSE, 2x2-pooled token MSE, joint MSE."""
+    planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("reach", "push"):
+            raise ConfigError(f"task must be 'reach' or 'push', got {self.task!r}")
+        if self.episodes < 1 or self.max_steps < 1 or self.control_period <= 0 or self.success_m <= 0:
+            raise ConfigError("episodes, max_steps, control_period and success_m must be positive")

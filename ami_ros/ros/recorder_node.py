@@ -14,7 +14,6 @@ Ctrl-C (SIGINT) or shutdown finishes the file: MCAP summary and metadata.yaml wi
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import sys
 import time
@@ -26,31 +25,9 @@ from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from ami_ros.config import ConfigError
+from ami_ros.config import ConfigError, RecorderConfig
 from ami_ros.data.bag import BagWriter, default_qos
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
-
-
-@dataclasses.dataclass(frozen=True)
-class RecorderConfig:
-    """`recorder_node` parameters."""
-
-    topics: tuple[str, ...] = ("camera/image_raw", "joint_states", "arm_controller/joint_trajectory")
-    """Topics to record; relative names resolve in the node's namespace."""
-    output: str = ""
-    """Bag directory to create (must not exist); default `rosbag2_YYYY_MM_DD-HH_MM_SS`."""
-    compression: str = "zstd"
-    """MCAP chunk compression: `zstd`, `lz4` or `none`."""
-    discovery_period: float = 0.5
-    """Seconds between looks at the graph for topics not subscribed yet."""
-
-    def __post_init__(self) -> None:
-        if not self.topics:
-            raise ConfigError("topics must name at least one topic")
-        if self.compression not in ("zstd", "lz4", "none"):
-            raise ConfigError(f"compression must be 'zstd', 'lz4' or 'none', got {self.compression!r}")
-        if self.discovery_period <= 0:
-            raise ConfigError(f"discovery_period must be > 0, got {self.discovery_period}")
 
 
 def message_class(type_name: str) -> type:

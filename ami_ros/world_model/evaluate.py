@@ -1,0 +1,206 @@
+"""Held-out evaluation of a world model, printed and saved with it (metrics.json, manifest).
+
+- k-step latent prediction error / copy-the-last-latent error, k = 1..H (image tokens);
+- linear probes (closed-form ridge, fitted on training episodes, tested on held-out ones) of joint
+  positions and block xy from the image tokens, beside the mean-guess baseline;
+- the encoder's own joint estimate (image tokens -> joints) error;
+- planning signal: rank of the true action among N random ones by predicted-latent distance to
+  the true next latent (1 = best);
+- collapse diagnostics: per-dimension std and effective rank of the embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ami_ros.world_model.data import Episode
+from ami_ros.world_model.model import WorldModel
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode_episode(model: WorldModel, ep: Episode, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Returns latents (T, N+1, D) and image-only joint estimates (T, J) of one episode."""
+    dev, zs, qs = _device(model), [], []
+    for s in range(0, len(ep["frames"]), batch):
+        z, q = model.encoder(
+            torch.from_numpy(ep["frames"][s : s + batch]).to(dev),
+            torch.from_numpy(ep["joints"][s : s + batch]).to(dev),
+        )
+        zs.append(z.cpu().numpy())
+        qs.append(q.cpu().numpy())
+    return np.concatenate(zs), np.concatenate(qs)
+
+
+def _windows(latents: list[np.ndarray], eps: Sequence[Episode], k: int, h: int, max_windows: int):
+    """(history (M,K,N+1,D), actions (M,H,J), future (M,H,N+1,D)) over evenly spaced windows."""
+    idx = [(e, s) for e, z in enumerate(latents) for s in range(len(z) - k - h + 1)]
+    idx = [idx[i] for i in np.linspace(0, len(idx) - 1, min(max_windows, len(idx))).astype(int)]
+    hist = np.stack([latents[e][s : s + k] for e, s in idx])
+    acts = np.stack([eps[e]["actions"][s + k - 1 : s + k - 1 + h] for e, s in idx]).astype(np.float32)
+    fut = np.stack([latents[e][s + k : s + k + h] for e, s in idx])
+    return hist, acts, fut
+
+
+@torch.no_grad()
+def _rollout(model: WorldModel, hist: np.ndarray, acts: np.ndarray, batch: int = 512) -> np.ndarray:
+    dev, out = _device(model), []
+    for s in range(0, len(hist), batch):
+        out.append(
+            model.predictor.rollout(
+                torch.from_numpy(hist[s : s + batch]).to(dev), torch.from_numpy(acts[s : s + batch]).to(dev)
+            )
+            .cpu()
+            .numpy()
+        )
+    return np.concatenate(out)
+
+
+def kstep_ratios(model: WorldModel, eps: Sequence[Episode], max_windows: int = 1024) -> list[float]:
+    """Mean squared image-token error of k-step predictions / of copying the last latent, k = 1..H."""
+    k, h = model.cfg.history, model.cfg.horizon
+    latents = [encode_episode(model, ep)[0] for ep in eps]
+    hist, acts, fut = _windows(latents, eps, k, h, max_windows)
+    pred = _rollout(model, hist, acts)
+    err = ((pred - fut)[:, :, :-1] ** 2).mean(axis=(0, 2, 3))
+    base = ((hist[:, -1:, :-1] - fut[:, :, :-1]) ** 2).mean(axis=(0, 2, 3))
+    return [float(e / max(b, 1e-12)) for e, b in zip(err, base, strict=True)]
+
+
+def _ridge(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, alpha: float) -> np.ndarray:
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-6
+    a, b = (x_tr - mu) / sd, (x_te - mu) / sd
+    ym = y_tr.mean(0)
+    w = np.linalg.solve(a.T @ a + alpha * len(a) * np.eye(a.shape[1]), a.T @ (y_tr - ym))
+    return b @ w + ym
+
+
+def ridge_probe(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> np.ndarray:
+    """Closed-form ridge regression on standardised features; the penalty is chosen on the last 20%
+    of the training rows (rows are in episode order, so this is nearly an episode split)."""
+    cut = int(0.8 * len(x_tr))
+    alphas = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    errs = [((_ridge(x_tr[:cut], y_tr[:cut], x_tr[cut:], a) - y_tr[cut:]) ** 2).mean() for a in alphas]
+    return _ridge(x_tr, y_tr, x_te, alphas[int(np.argmin(errs))])
+
+
+def effective_rank(x: np.ndarray) -> float:
+    """exp(entropy of the normalised singular values) of centred (M, F) embeddings."""
+    s = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    p = s / max(s.sum(), 1e-12)
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+@torch.no_grad()
+def action_ranks(
+    model: WorldModel,
+    latents: list[np.ndarray],
+    eps: Sequence[Episode],
+    n_actions: int,
+    n_trans: int,
+    seed: int,
+) -> np.ndarray:
+    """Rank (1 = best) of the true action among n_actions by predicted image-token distance."""
+    k, dev = model.cfg.history, _device(model)
+    lim = np.array(model.cfg.action_limits, np.float32)
+    rng = np.random.default_rng(seed)
+    hist, acts, fut = _windows(latents, eps, k, 1, n_trans)
+    ranks = []
+    for i in range(len(hist)):
+        cand = rng.uniform(-lim, lim, (n_actions, len(lim))).astype(np.float32)
+        cand[0] = acts[i, 0]
+        h = torch.from_numpy(np.repeat(hist[i : i + 1], n_actions, axis=0)).to(dev)
+        pred = model.predictor(h, torch.from_numpy(cand).to(dev)).cpu().numpy()
+        dist = ((pred[:, :-1] - fut[i, 0, :-1]) ** 2).mean(axis=(1, 2))
+        ranks.append(1 + int((dist[1:] < dist[0]).sum()))
+    return np.array(ranks)
+
+
+def evaluate(
+    model: WorldModel,
+    train_eps: Sequence[Episode],
+    val_eps: Sequence[Episode],
+    n_actions: int = 100,
+    n_transitions: int = 200,
+    max_probe_frames: int = 5000,
+    seed: int = 0,
+) -> dict:
+    """All held-out metrics as a JSON-ready dict (see module docstring)."""
+    model.eval()
+    enc_val = [encode_episode(model, ep) for ep in val_eps]
+    lat_val = [z for z, _ in enc_val]
+    ratios = kstep_ratios(model, val_eps)
+    ranks = action_ranks(model, lat_val, val_eps, n_actions, n_transitions, seed)
+
+    rng = np.random.default_rng(seed)
+    tr = [encode_episode(model, ep)[0] for ep in train_eps]
+    x_tr = np.concatenate([z[:, :-1].reshape(len(z), -1) for z in tr])
+    keep = np.sort(rng.permutation(len(x_tr))[:max_probe_frames])
+    x_te = np.concatenate([z[:, :-1].reshape(len(z), -1) for z in lat_val])
+    probes: dict[str, float] = {}
+    q_tr = np.concatenate([ep["joints"] for ep in train_eps])[keep]
+    q_te = np.concatenate([ep["joints"] for ep in val_eps])
+    probes["joints_mae_rad"] = float(np.abs(ridge_probe(x_tr[keep], q_tr, x_te) - q_te).mean())
+    probes["joints_mean_guess_mae_rad"] = float(np.abs(q_tr.mean(0) - q_te).mean())
+    q_est = np.concatenate([q for _, q in enc_val])
+    probes["joint_head_mae_rad"] = float(np.abs(q_est - q_te).mean())
+    if all("block_xy" in ep for ep in (*train_eps, *val_eps)):
+        b_tr = np.concatenate([ep["block_xy"] for ep in train_eps])[keep]
+        b_te = np.concatenate([ep["block_xy"] for ep in val_eps])
+        probes["block_xy_error_cm"] = float(
+            100 * np.linalg.norm(ridge_probe(x_tr[keep], b_tr, x_te) - b_te, axis=1).mean()
+        )
+        probes["block_xy_mean_guess_error_cm"] = float(
+            100 * np.linalg.norm(b_tr.mean(0) - b_te, axis=1).mean()
+        )
+
+    tokens = np.concatenate([z[:, :-1] for z in lat_val])  # (M, N, D)
+    flat_tok = tokens.reshape(-1, tokens.shape[-1])
+    sample = flat_tok[rng.permutation(len(flat_tok))[:20000]]
+    std = tokens.reshape(-1, tokens.shape[-1]).std(0)
+    return {
+        "kstep_ratio": ratios,
+        "action_rank_mean": float(ranks.mean()),
+        "action_rank_top5": float((ranks <= 5).mean()),
+        "action_rank_n_actions": n_actions,
+        "action_rank_transitions": len(ranks),
+        "probes": probes,
+        "collapse": {
+            "token_dim_std": [float(s) for s in std],
+            "token_dim_std_min": float(std.min()),
+            "token_effective_rank": effective_rank(sample),
+            "token_effective_rank_max": int(tokens.shape[-1]),
+            "frame_effective_rank": effective_rank(tokens.reshape(len(tokens), -1)[:2000]),
+        },
+        "heldout_frames": len(tokens),
+    }
+
+
+def format_metrics(m: dict) -> str:
+    """Human-readable summary of `evaluate` output."""
+    p, c = m["probes"], m["collapse"]
+    lines = [
+        "k-step error / copy-last: "
+        + ", ".join(f"k={i + 1}: {r:.3f}" for i, r in enumerate(m["kstep_ratio"])),
+        f"true action rank among {m['action_rank_n_actions']}: mean {m['action_rank_mean']:.1f}, "
+        f"top-5 {100 * m['action_rank_top5']:.0f}%",
+        f"joint probe {p['joints_mae_rad']:.3f} rad (mean guess {p['joints_mean_guess_mae_rad']:.3f}); "
+        f"joint head {p['joint_head_mae_rad']:.3f} rad",
+    ]
+    if "block_xy_error_cm" in p:
+        lines.append(
+            f"block probe {p['block_xy_error_cm']:.1f} cm "
+            f"(mean guess {p['block_xy_mean_guess_error_cm']:.1f} cm)"
+        )
+    lines.append(
+        f"collapse: min dim std {c['token_dim_std_min']:.3f}, token eff. rank {c['token_effective_rank']:.1f}"
+        f"/{c['token_effective_rank_max']}, frame eff. rank {c['frame_effective_rank']:.1f}"
+    )
+    return "\n".join(lines)

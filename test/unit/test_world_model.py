@@ -1,0 +1,192 @@
+"""World-model units: shapes and latent layout, losses, windows, config strictness, checkpoints."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ami_ros.config import ConfigError, TrainRunConfig, WorldModelConfig, from_dict, load_yaml
+from ami_ros.world_model.data import WindowDataset, split_episodes
+from ami_ros.world_model.evaluate import effective_rank, ridge_probe
+from ami_ros.world_model.export import rollout_cost
+from ami_ros.world_model.losses import jepa_losses, vicreg
+from ami_ros.world_model.model import WorldModel, latent_joints, proprio_embedding
+from ami_ros.world_model.synthetic import toy_episodes
+from ami_ros.world_model.train import load_checkpoint, lr_factor, save_checkpoint
+
+torch.set_num_threads(1)
+TINY = WorldModelConfig(
+    image_size=32,
+    encoder_dim=32,
+    encoder_depth=1,
+    encoder_heads=2,
+    latent_dim=8,
+    horizon=3,
+    predictor_channels=8,
+    predictor_blocks=2,
+    predictor_cond_dim=16,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return WorldModel(TINY).eval()
+
+
+def test_latent_layout_and_joint_decoding(model):
+    images = torch.randint(0, 256, (3, 32, 32, 3), dtype=torch.uint8)
+    joints = torch.tensor([[0.5, -1.0, 2.0, -1.5]]).repeat(3, 1)
+    latent, q_est = model.encoder(images, joints)
+    assert latent.shape == (3, TINY.n_tokens, TINY.latent_dim) == (3, 17, 8)
+    assert q_est.shape == (3, 4)
+    torch.testing.assert_close(latent_joints(latent, model.encoder.limits), joints)
+
+
+def test_proprio_embedding_starts_with_normalised_joints():
+    q, lim = torch.tensor([[1.0, -2.0]]), torch.tensor([2.0, 4.0])
+    e = proprio_embedding(q, lim, 7)
+    assert e.shape == (1, 7)
+    torch.testing.assert_close(e[0, :2], torch.tensor([0.5, -0.5]))
+    torch.testing.assert_close(e[0, 2:4], torch.sin(q[0]))
+
+
+def test_untrained_predictor_copies_tokens_and_adds_clipped_action(model):
+    hist = torch.randn(5, TINY.history, TINY.n_tokens, TINY.latent_dim)
+    q = torch.tensor([[1.85, 0.0, 0.0, 0.0]]).repeat(5, 1)
+    hist[:, :, -1] = proprio_embedding(q, model.predictor.limits, TINY.latent_dim)[:, None]
+    action = torch.tensor([[0.15, 0.1, -0.2, 0.3]]).repeat(5, 1)
+    nxt = model.predictor(hist, action)
+    torch.testing.assert_close(nxt[:, :-1], hist[:, -1, :-1])  # zero-initialised residual
+    expected = torch.tensor([1.9, 0.1, -0.2, 0.3])  # joint 1 clipped at its 1.9 rad limit
+    torch.testing.assert_close(latent_joints(nxt, model.predictor.limits)[0], expected)
+
+
+def test_training_pass_and_losses_are_finite_and_backpropagate():
+    torch.manual_seed(0)
+    m = WorldModel(TINY)
+    t = TINY.history + TINY.horizon
+    frames = torch.randint(0, 256, (2, t, 32, 32, 3), dtype=torch.uint8)
+    joints, actions = torch.randn(2, t, 4) * 0.5, torch.randn(2, t - 1, 4) * 0.1
+    out = m(frames, joints, actions)
+    assert out["teacher"].shape == out["rollout"].shape == (2, TINY.horizon, 17, 8)
+    with torch.no_grad():
+        tgt, _ = m.encoder(frames[:, 1:].flatten(0, 1), joints[:, 1:].flatten(0, 1))
+    terms = jepa_losses(out, tgt.view(2, TINY.horizon + 1, 17, 8), joints, m.encoder.limits, TINY.history)
+    assert set(terms) == {"teacher", "rollout", "joints", "variance", "covariance"}
+    # the untrained predictor copies the last latent: the latent losses are copy-last's errors
+    img = tgt.view(2, TINY.horizon + 1, 17, 8)[:, :, :-1]
+    assert terms["teacher"].item() == pytest.approx((img[:, 1:] - img[:, :-1]).pow(2).mean().item(), rel=1e-4)
+    assert terms["rollout"].item() == pytest.approx((img[:, 1:] - img[:, :1]).pow(2).mean().item(), rel=1e-4)
+    sum(terms.values()).backward()
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert m.encoder.patch[0].weight.grad.abs().sum() > 0
+    assert m.predictor.out.weight.grad.abs().sum() > 0
+
+
+def test_vicreg_penalises_collapse():
+    collapsed = torch.zeros(100, 8) + 0.01 * torch.randn(100, 8)
+    spread = torch.randn(100, 8)
+    assert vicreg(collapsed)[0] > 0.9 > vicreg(spread)[0]
+
+
+def test_rollout_cost_prefers_the_action_towards_the_goal(model):
+    lim = model.predictor.limits
+    q0 = torch.zeros(1, 4)
+    lat, _ = model.encoder(torch.zeros(1, 32, 32, 3, dtype=torch.uint8), q0)
+    hist = lat[:, None].repeat(1, TINY.history, 1, 1)
+    goal_q = torch.tensor([[0.3, 0.0, 0.0, 0.0]])
+    actions = torch.zeros(2, TINY.horizon, 4)
+    actions[0, :, 0] = 0.1  # towards the goal; sequence 1 stays
+    cost = rollout_cost(model.predictor, TINY, hist, lat, goal_q, actions, torch.tensor([1.0, 1.0, 1.0]))
+    assert cost.shape == (2,) and cost[0] < cost[1]
+    assert lim.shape == (4,)
+
+
+def test_windows_align_frames_joints_and_actions():
+    eps = toy_episodes(2, 10, TINY, seed=1)
+    ds = WindowDataset(eps, history=2, horizon=3)
+    assert len(ds) == 2 * (10 - 5 + 1)
+    item = ds[7]  # episode 1, start 1
+    np.testing.assert_array_equal(item["frames"].numpy(), eps[1]["frames"][1:6])
+    np.testing.assert_array_equal(item["actions"].numpy(), eps[1]["actions"][1:5])
+    with pytest.raises(ValueError, match="no episode has 5 frames"):
+        WindowDataset(toy_episodes(1, 4, TINY), 2, 3)
+
+
+def test_split_is_by_episode():
+    eps = toy_episodes(5, 6, TINY)
+    tr, va = split_episodes(eps, 0.2, seed=0)
+    assert len(tr) == 4 and len(va) == 1
+    assert not any(v is t for v in va for t in tr)
+
+
+def test_strict_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("model:\n  latent_dmi: 16\n")
+    with pytest.raises(ConfigError, match=r"unknown key.*model\.latent_dmi"):
+        load_yaml(path, TrainRunConfig)
+    with pytest.raises(ConfigError, match="equal lengths"):
+        from_dict(WorldModelConfig, {"joint_limits": [1.0, 1.0]})
+    with pytest.raises(ConfigError, match="device"):
+        from_dict(TrainRunConfig, {"train": {"device": "gpu0"}})
+
+
+@pytest.mark.parametrize("name", ["train.yaml", "train_tiny.yaml"])
+def test_shipped_train_configs_load(name):
+    from pathlib import Path
+
+    cfg = load_yaml(Path(__file__).resolve().parents[2] / "config" / name, TrainRunConfig)
+    assert cfg.model.grid**2 + 1 == cfg.model.n_tokens
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path, model):
+    cfg = TrainRunConfig(model=TINY)
+    save_checkpoint(tmp_path / "c.pt", cfg, model, model.encoder, step=3, data={"episodes": 2})
+    raw = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert raw["step"] == 3
+    loaded, cfg2, _ = load_checkpoint(tmp_path / "c.pt")
+    assert cfg2 == cfg and dataclasses.asdict(cfg2.model) == dataclasses.asdict(TINY)
+    for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    f = [lr_factor(s, 10, 100, 0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] > f[50] > f[99] >= 0.1
+
+
+def test_probe_and_effective_rank_helpers():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 6))
+    y = x @ rng.standard_normal((6, 2))
+    assert np.abs(ridge_probe(x[:300], y[:300], x[300:]) - y[300:]).mean() < 0.05
+    assert effective_rank(rng.standard_normal((500, 4))) == pytest.approx(4, abs=0.3)
+    assert effective_rank(np.outer(rng.standard_normal(50), np.ones(4))) == pytest.approx(1, abs=0.01)
+
+
+def test_training_with_online_stop_gradient_targets(tmp_path):
+    from ami_ros.world_model.train import train
+
+    cfg = TrainRunConfig(
+        model=TINY,
+        train=from_dict(
+            TrainRunConfig,
+            {
+                "train": {
+                    "steps": 2,
+                    "batch_size": 2,
+                    "ema_momentum": 0.0,
+                    "ema_momentum_end": 0.0,
+                    "device": "cpu",
+                    "eval_every": 0,
+                    "checkpoint_every": 0,
+                    "num_threads": 1,
+                }
+            },
+        ).train,
+    )
+    result = train(cfg, toy_episodes(3, 8, TINY), tmp_path)
+    assert np.isfinite(result["metrics"]["kstep_ratio"]).all()

@@ -1,0 +1,144 @@
+"""End to end through the command line with config/train_tiny.yaml: `ami-ros collect` (rosbag2
+MCAP from the embedded robot) -> `ami-ros train` (reads the bags, trains, evaluates) -> `ami-ros
+export` -> load with the runtime (hash + shape checks) -> parity with torch -> rollout_cost; and
+the runtime's refusals (tampered file, wrong joint names, missing file)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ami_ros import cli
+from ami_ros.config import TrainRunConfig, load_yaml
+from ami_ros.runtime import ModelLoadError, load_model
+from ami_ros.world_model.train import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+JOINTS = ["joint1", "joint2", "joint3", "joint4"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    tiny = ROOT / "config" / "train_tiny.yaml"
+    cfg = load_yaml(tiny, TrainRunConfig)
+    out = tmp_path_factory.mktemp("run")
+    bags, run, model = out / "bags", out / "train", out / "model"
+    size = str(cfg.model.image_size)
+    assert (
+        cli.main(["collect", "--episodes", "4", "--steps", "10", "--image-size", size, "--out", str(bags)])
+        == 0
+    )
+    assert cli.main(["train", "--config", str(tiny), "--data", str(bags), "--out", str(run)]) == 0
+    assert (
+        cli.main(
+            ["export", "--checkpoint", str(run / "checkpoint.pt"), "--out", str(model), "--data", str(bags)]
+        )
+        == 0
+    )
+    episodes = cli.read_training_episodes(str(bags), cfg.model.image_size)
+    manifest = yaml.safe_load((model / "manifest.yaml").read_text())
+    return {"cfg": cfg, "episodes": episodes, "out": out, "manifest": manifest}
+
+
+def test_training_writes_checkpoint_metrics_and_curves(trained):
+    run = trained["out"] / "train"
+    for name in ("checkpoint.pt", "metrics.json", "curves.png", "train_log.json"):
+        assert (run / name).is_file(), name
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == trained["cfg"].train.steps and ckpt["command"].startswith("ami-ros train --config")
+    m = json.loads((run / "metrics.json").read_text())
+    assert len(m["kstep_ratio"]) == trained["cfg"].model.horizon
+    assert all(np.isfinite(m["kstep_ratio"]))
+    assert 1 <= m["action_rank_mean"] <= 100
+    assert "block_xy_error_cm" in m["probes"]
+    assert len(m["collapse"]["token_dim_std"]) == trained["cfg"].model.latent_dim
+
+
+def test_manifest_records_what_the_robot_checks(trained):
+    m = trained["manifest"]
+    assert set(m["files"]) == {"encoder.onnx", "predictor.onnx", "rollout_cost.onnx"}
+    assert all(len(f["sha256"]) == 64 for f in m["files"].values())
+    assert m["joints"]["names"] == JOINTS and m["history"] == 2 and m["horizon"] == 3
+    assert m["latent"]["shape"] == [17, 8] and m["image"]["size"] == [32, 32]
+    assert max(m["parity_max_abs"].values()) <= 1e-4
+    assert m["metrics"]["kstep_ratio"] and m["training"]["data"]["episodes"] == 4
+    assert not list((trained["out"] / "model").glob("*.data"))  # weights embedded
+    assert m["latency_ms_cpu"]["encoder_ms_per_frame"] > 0 and m["latency_ms_cpu"]["threads"] == 2
+
+
+def test_runtime_matches_torch_on_heldout_frames(trained):
+    rt = load_model(trained["out"] / "model", expected_joint_names=JOINTS)
+    assert set(rt.providers.values()) <= {
+        "CPUExecutionProvider",
+        "CUDAExecutionProvider",
+        "TensorrtExecutionProvider",
+    }
+    model, _, _ = load_checkpoint(trained["out"] / "train" / "checkpoint.pt")
+    ep = trained["episodes"][-1]
+    frames, joints = ep["frames"][2:6], ep["joints"][2:6]
+    lat, q_est = rt.encode_batch(frames, joints)
+    with torch.no_grad():
+        lat_t, q_t = model.encoder(torch.from_numpy(frames), torch.from_numpy(joints))
+        np.testing.assert_allclose(lat, lat_t.numpy(), atol=1e-4)
+        np.testing.assert_allclose(q_est, q_t.numpy(), atol=1e-4)
+        hist = lat[None, :2]
+        acts = ep["actions"][3:6][None]
+        pred, pred_q = rt.predict(hist, acts)
+        pred_t = model.predictor.rollout(torch.from_numpy(hist), torch.from_numpy(acts)).numpy()
+    np.testing.assert_allclose(pred, pred_t, atol=1e-4)
+    np.testing.assert_allclose(pred_q, pred[..., -1, :4] * rt.joint_limits, atol=1e-5)
+
+    rng = np.random.default_rng(0)
+    n = 64
+    actions = rng.uniform(-rt.action_limits, rt.action_limits, (n, rt.horizon, 4)).astype(np.float32)
+    cost = rt.rollout_cost(lat[:2], lat[3], q_est[3], actions, weights=[1.0, 0.5, 1.0])
+    assert cost.shape == (n,) and np.isfinite(cost).all()
+    # the fused graph equals predict + the documented formula
+    final, final_q = (x[:, -1] for x in rt.predict(lat[:2][None], actions))
+    d = final[:, :-1] - lat[3, :-1]
+    g = 4
+    pooled = d.reshape(n, g // 2, 2, g // 2, 2, -1).mean(axis=(2, 4))
+    expected = (d**2).mean((1, 2)) + 0.5 * (pooled**2).mean((1, 2, 3))
+    expected += (((final_q - q_est[3]) / rt.joint_limits) ** 2).mean(1)
+    np.testing.assert_allclose(cost, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_runtime_rejects_a_tampered_file(trained, tmp_path):
+    bad = tmp_path / "model"
+    shutil.copytree(trained["out"] / "model", bad)
+    data = bytearray((bad / "predictor.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (bad / "predictor.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match=r"sha256 mismatch for .*predictor\.onnx"):
+        load_model(bad, warm_up=False)
+
+
+def test_runtime_rejects_wrong_joint_names_and_missing_files(trained, tmp_path):
+    with pytest.raises(ModelLoadError, match=r"joint names mismatch.*\['shoulder'"):
+        load_model(trained["out"] / "model", expected_joint_names=["shoulder", "elbow", "wrist", "tool"])
+    with pytest.raises(ModelLoadError, match="joint names mismatch"):
+        load_model(trained["out"] / "model", expected_joint_names=list(reversed(JOINTS)))
+    bad = tmp_path / "model"
+    shutil.copytree(trained["out"] / "model", bad)
+    (bad / "encoder.onnx").unlink()
+    with pytest.raises(ModelLoadError, match=r"missing file: .*encoder\.onnx"):
+        load_model(bad)
+    with pytest.raises(ModelLoadError, match=r"missing file: .*manifest\.yaml"):
+        load_model(tmp_path / "nowhere")
+
+
+def test_closed_loop_eval_prints_one_json_object_with_baselines(trained, capsys):
+    capsys.readouterr()
+    args = ["eval", "--model", str(trained["out"] / "model"), "--episodes", "2", "--steps", "3", "--json"]
+    assert cli.main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for result in (report, *report["baselines"].values()):
+        assert result["episodes"] == 2 and 0.0 <= result["success_rate"] <= 1.0
+        assert 0 < result["tick_ms_p50"] <= result["tick_ms_p99"]
+        assert result["mean_start_distance_m"] > 0
+    assert set(report["baselines"]) == {"random", "privileged_true_joint_state"}
