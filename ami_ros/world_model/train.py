@@ -226,14 +226,15 @@ def train(
         )
         ema_update(target, model.encoder, momentum)
 
-        if step % log_every == 0 or step == tc.steps - 1:
+        evaluate_now = rank == 0 and tc.eval_every and step > 0 and step % tc.eval_every == 0
+        if step % log_every == 0 or step == tc.steps - 1 or evaluate_now:
             rec = {
                 "step": step,
                 "total": loss.item(),
                 "lr": sched.get_last_lr()[0],
                 **{k: v.item() for k, v in terms.items()},
             }
-            if rank == 0 and tc.eval_every and step > 0 and (step % tc.eval_every == 0):
+            if evaluate_now:
                 ratios = kstep_ratios(_deploy(model, target), val_eps, max_windows=256)
                 rec |= {"val_k1_ratio": ratios[0], "val_kH_ratio": ratios[-1]}
                 model.train()

@@ -51,6 +51,8 @@ def test_training_writes_checkpoint_metrics_and_curves(trained):
         assert (run / name).is_file(), name
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == trained["cfg"].train.steps and ckpt["command"].startswith("ami-ros train --config")
+    log = json.loads((run / "train_log.json").read_text())
+    assert any("val_k1_ratio" in rec for rec in log)  # held-out evaluation during training
     m = json.loads((run / "metrics.json").read_text())
     assert len(m["kstep_ratio"]) == trained["cfg"].model.horizon
     assert all(np.isfinite(m["kstep_ratio"]))
