@@ -1,0 +1,70 @@
+"""The model shipped in models/tabletop_arm: loads as the robot loads it and does what its manifest says."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ami_ros.config import SimConfig
+from ami_ros.data.dataset import resize_frame
+from ami_ros.runtime import load_model
+from ami_ros.sim import ArmSim
+
+MODEL = Path(__file__).resolve().parents[2] / "models" / "tabletop_arm"
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    with ArmSim() as sim:
+        names = list(sim.joint_names)
+    return load_model(MODEL, expected_joint_names=names, providers=("CPUExecutionProvider",))
+
+
+def test_manifest_reports_training_and_metrics():
+    m = yaml.safe_load((MODEL / "manifest.yaml").read_text())
+    assert m["training"]["command"].startswith("ami-ros train")
+    assert m["training"]["data"]["episodes"] >= 100
+    assert len(m["metrics"]["kstep_ratio"]) == m["horizon"]
+    assert max(m["parity_max_abs"].values()) <= 1e-4
+    assert m["parameters"]["total"] > 0 and m["latency_ms_cpu"]["encoder_ms_per_frame"] > 0
+
+
+def test_encoder_reads_the_arm_configuration_from_an_image(runtime):
+    """The joint head (goal images have no joint state) beats guessing the zero pose.
+
+    Measured: 0.50 rad mean error against 0.84 for the guess; the bound leaves room for noise.
+    """
+    errors, guess = [], []
+    with ArmSim(SimConfig(task="reach")) as sim:
+        for seed in range(200_000, 200_010):
+            sim.reset(seed)
+            image = resize_frame(sim.render_goal(), runtime.image_size)
+            _, q_est = runtime.encode(image, np.zeros(4, np.float32))
+            errors.append(np.abs(q_est - sim.goal.arm_qpos).mean())
+            guess.append(np.abs(sim.goal.arm_qpos).mean())
+    assert np.mean(errors) < 0.75 * np.mean(guess), (np.mean(errors), np.mean(guess))
+
+
+def test_predicted_joints_follow_the_simulated_arm(runtime):
+    """Joints predicted 5 ticks ahead match what the simulated arm does with the same actions,
+    better than integrating the commands (which ignores how the arm lags its targets)."""
+    rng = np.random.default_rng(0)
+    model_err, integrator_err = [], []
+    with ArmSim() as sim:
+        for seed in range(200_100, 200_110):
+            sim.reset(seed)
+            q = sim.state().qpos.astype(np.float32)
+            latent, _ = runtime.encode(resize_frame(sim.render(), runtime.image_size), q)
+            actions = rng.uniform(-runtime.action_limits, runtime.action_limits, (runtime.horizon, 4))
+            actual = []
+            for a in actions:  # as `ami-ros collect` commands: target = measured position + action
+                sim.command(sim.state().qpos + a)
+                sim.advance(0.1)
+                actual.append(sim.state().qpos)
+            _, predicted = runtime.predict(np.stack([latent] * runtime.history), actions.astype(np.float32))
+            integrated = np.clip(q + np.cumsum(actions, 0), sim.lower, sim.upper)
+            model_err.append(np.abs(predicted - actual).mean())
+            integrator_err.append(np.abs(integrated - actual).mean())
+    assert np.mean(model_err) < 0.05, np.mean(model_err)
+    assert np.mean(model_err) < np.mean(integrator_err), (np.mean(model_err), np.mean(integrator_err))
