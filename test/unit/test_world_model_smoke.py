@@ -144,3 +144,25 @@ def test_closed_loop_eval_prints_one_json_object_with_baselines(trained, capsys)
         assert 0 < result["tick_ms_p50"] <= result["tick_ms_p99"]
         assert result["mean_start_distance_m"] > 0
     assert set(report["baselines"]) == {"random", "privileged_true_joint_state"}
+
+
+def test_ddp_training_under_torchrun_writes_from_rank_zero_only(trained, tmp_path):
+    """Two CPU processes (gloo) over loopback, as `torchrun --nproc_per_node=N` runs on GPUs."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tiny = str(ROOT / "config" / "train_tiny.yaml")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}", "-m", "ami_ros.cli", "train", "--config", tiny,
+           "--data", str(trained["out"] / "bags"), "--out", str(tmp_path / "ddp")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stdout.count("checkpoint: ") == 1  # only rank 0 reports and writes
+    ckpt = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == trained["cfg"].train.steps
