@@ -160,7 +160,7 @@ def test_ddp_training_under_torchrun_writes_from_rank_zero_only(trained, tmp_pat
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={port}", "-m", "ami_ros.cli", "train", "--config", tiny,
            "--data", str(trained["out"] / "bags"), "--out", str(tmp_path / "ddp")]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo"}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert out.stdout.count("checkpoint: ") == 1  # only rank 0 reports and writes
