@@ -19,15 +19,13 @@ import sys
 import time
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from ami_ros.config import ConfigError, RecorderConfig
 from ami_ros.data.bag import BagWriter, default_qos
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
+from ami_ros.ros.spin import spin_node
 
 
 def message_class(type_name: str) -> type:
@@ -101,22 +99,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Record until Ctrl-C or shutdown, then finish the bag; returns the exit code."""
-    rclpy.init(args=args)
-    node, code = None, 0
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except ConfigError as err:
-        get_logger("recorder_node").fatal(f"invalid configuration: {err}")
-        code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return spin_node(RecorderNode, "recorder_node", args)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,10 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -57,6 +54,7 @@ from ami_ros.config import ConfigError, SimConfig, SimNodeConfig, from_dict
 from ami_ros.core.trajectory import CommandError, JointLimits, Trajectory, build_trajectory
 from ami_ros.ros import conversions as conv
 from ami_ros.ros.params import declare_from_dataclass, plain, read_dataclass
+from ami_ros.ros.spin import spin_node
 from ami_ros.sim import ArmSim
 
 _EPS = 1e-9
@@ -273,27 +271,7 @@ class SimNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run sim_node until Ctrl-C or shutdown; returns the exit code (1 on an invalid configuration)."""
-    rclpy.init(args=args)
-    node, code = None, 0
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except ConfigError as err:
-        get_logger("sim_node").fatal(f"invalid configuration: {err}")
-        code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # Ctrl-C shuts the context down from a signal handler, so a callback running at that
-        # moment fails to publish: that is a clean shutdown. Anything else is a real error.
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return spin_node(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def choose_providers(preferred: Sequence[str] = DEFAULT_PROVIDERS) -> list[str]:
     return chosen if "CPUExecutionProvider" in chosen else [*chosen, "CPUExecutionProvider"]
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -232,7 +232,7 @@ def load_model(
         f = model_dir / name
         if not f.is_file():
             raise ModelLoadError(f"missing file: {f} (listed in {path})")
-        digest = _sha256(f)
+        digest = sha256(f)
         if digest != entry["sha256"]:
             raise ModelLoadError(
                 f"sha256 mismatch for {f}: file has {digest}, manifest says {entry['sha256']}"

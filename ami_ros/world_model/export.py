@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import logging
 import time
 import warnings
@@ -26,6 +25,7 @@ import yaml
 from torch import nn
 
 from ami_ros.config import TrainRunConfig, WorldModelConfig
+from ami_ros.runtime.world_model import sha256
 from ami_ros.world_model.model import WorldModel, count_parameters, latent_joints
 
 log = logging.getLogger(__name__)
@@ -135,14 +135,6 @@ def _export(module: nn.Module, args: tuple, path: Path, spec: dict) -> None:
             verbose=False,
         )
     program.save(str(path), external_data=False)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def example_inputs(

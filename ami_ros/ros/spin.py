@@ -1,0 +1,41 @@
+"""The one `main()` body every node shares: init, build, spin, shut down cleanly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.logging import get_logger
+from rclpy.node import Node
+
+from ami_ros.config import ConfigError
+
+
+def spin_node(make_node: Callable[[], Node], name: str, args: list[str] | None = None) -> int:
+    """Run the node `make_node()` builds until Ctrl-C or shutdown; returns the exit code.
+
+    An invalid configuration is logged as one FATAL line (no traceback) and exits with 1. The
+    node's `close()` runs on every exit path (a recorder must finish its file).
+    """
+    rclpy.init(args=args)
+    node, code = None, 0
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except ConfigError as err:
+        get_logger(name).fatal(f"invalid configuration: {err}")
+        code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        # Ctrl-C shuts the context down from a signal handler, so a callback running at that
+        # moment fails to publish: that is a clean shutdown. Anything else is a real error.
+        if rclpy.ok():
+            raise
+    finally:
+        if node is not None:
+            node.close()  # type: ignore[attr-defined]
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
