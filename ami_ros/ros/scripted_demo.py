@@ -27,22 +27,10 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ami_ros.config import SimConfig
+from ami_ros.ros import conversions as conv
 from ami_ros.sim import ArmSim
 
 REACHED_M = 0.02  # an episode succeeds when the end effector ends within this of the goal
-
-
-def image_to_array(msg: Image) -> np.ndarray:
-    """rgb8 Image -> (h, w, 3) uint8 view of the message buffer."""
-    return (
-        np.frombuffer(msg.data, np.uint8)
-        .reshape(msg.height, msg.step)[:, : msg.width * 3]
-        .reshape(msg.height, msg.width, 3)
-    )
-
-
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 class DemoDriver(Node):
@@ -68,13 +56,13 @@ class DemoDriver(Node):
         self.reset_client = self.create_client(Trigger, "sim/reset")
 
     def _on_clock(self, msg: Clock) -> None:
-        self.sim_time = stamp_seconds(msg.clock)
+        self.sim_time = conv.to_seconds(msg.clock)
 
     def _on_image(self, msg: Image) -> None:
-        self.frames.append((stamp_seconds(msg.header.stamp), image_to_array(msg).copy()))
+        self.frames.append((conv.to_seconds(msg.header.stamp), conv.image_to_numpy(msg).copy()))
 
     def _on_goal_image(self, msg: Image) -> None:
-        self.goal_image = image_to_array(msg).copy()
+        self.goal_image = conv.image_to_numpy(msg).copy()
 
     def _on_joints(self, msg: JointState) -> None:
         self.joint_state = msg
