@@ -500,8 +500,9 @@ class EvalConfig:
     """Seconds per control tick (the model's action period)."""
     success_m: float = 0.03
     """Success: end effector (reach) or block (push) within this distance of the goal, metres."""
-    cost_weights: tuple[float, float, float] = (1.0, 0.0, 1.0)
-    """Weights of the rollout cost: fine token MSE, 2x2-pooled token MSE, joint MSE."""
+    cost_weights: tuple[float, float, float] | None = None
+    """Weights of the rollout cost (fine token MSE, 2x2-pooled token MSE, joint MSE); None: the
+    model manifest's `rollout_cost.default_weights`."""
     planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
 
     def __post_init__(self) -> None:

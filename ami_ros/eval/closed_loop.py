@@ -53,7 +53,6 @@ def world_model_policy(runtime: WorldModelRuntime, cfg: EvalConfig, seed: int) -
         history: list[np.ndarray] = []
         goal: dict[str, np.ndarray] = {}
         size = runtime.image_size
-        weights = np.asarray(cfg.cost_weights, np.float32)
 
         def act(sim: ArmSim, goal_image: np.ndarray) -> np.ndarray:
             q = sim.state().qpos.astype(np.float32)
@@ -66,7 +65,7 @@ def world_model_policy(runtime: WorldModelRuntime, cfg: EvalConfig, seed: int) -
             del history[: -runtime.history]
             hist = np.stack([history[0]] * (runtime.history - len(history)) + history)
             plan = planner.plan(
-                lambda a: runtime.rollout_cost(hist, goal["latent"], goal["joints"], a, weights)
+                lambda a: runtime.rollout_cost(hist, goal["latent"], goal["joints"], a, cfg.cost_weights)
             )
             return plan[0]
 
@@ -121,10 +120,10 @@ def run_episode(
     return EpisodeResult(seed, start, distance, best, distance < cfg.success_m, reached, ticks)
 
 
-def evaluate_policy(make_policy: Callable[[], Policy], cfg: EvalConfig, image_size: int = 128) -> dict:
+def evaluate_policy(make_policy: Callable[[], Policy], cfg: EvalConfig) -> dict:
     """Run `cfg.episodes` episodes (seeds cfg.seed, cfg.seed + 1, ...); returns the summary."""
     results = []
-    with ArmSim(SimConfig(task=cfg.task, image_width=image_size, image_height=image_size)) as sim:
+    with ArmSim(SimConfig(task=cfg.task)) as sim:
         safety = SafetyFilter(sim.lower, sim.upper, sim.velocity_limits, SafetyConfig())
         for i in range(cfg.episodes):
             results.append(run_episode(sim, make_policy(), cfg.seed + i, cfg, safety))
