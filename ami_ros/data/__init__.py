@@ -1,1 +1,1 @@
-"""rosbag2 MCAP recording and reading -> training windows. No ROS runtime, no torch."""
+"""rosbag2 MCAP recording and reading -> synchronised episodes. No ROS runtime, no torch."""

@@ -1,4 +1,4 @@
-"""rosbag2 recordings -> synchronised (frame, joint state, action) episodes -> training windows.
+"""rosbag2 recordings -> synchronised (frame, joint state, action) episodes.
 
 Works on any bag with a camera, joint states and joint-position commands (topic names and
 command type from `DataConfig`): the embedded robot's `ami-ros collect` shards, `recorder_node`
@@ -11,13 +11,13 @@ header stamp is zero or the message has no header):
     action      command positions − joints (see `ami_ros.data.collect` for how sim data defines it).
 Commands without both are dropped; segments (episodes) split at dropped commands and at stamp
 gaps above 2.5 × control_period. `actions[t]` leads from frame t to frame t + 1, so the last
-action of an episode has no successor frame and windows never use it.
+action of an episode has no successor frame and training windows
+(`ami_ros.world_model.data.WindowDataset`) never use it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ami_ros.data.bag import BagReader, DatasetError, find_bags, topic_name
 
 COMMAND_TYPES = {"trajectory": m.JOINT_TRAJECTORY, "forward": m.FLOAT64_ARRAY}
 
-__all__ = ["DatasetError", "Episode", "WindowDataset", "read_bag", "read_episodes", "resize_frame", "windows"]
+__all__ = ["DatasetError", "Episode", "read_bag", "read_episodes", "resize_frame"]
 
 
 @dataclasses.dataclass
@@ -240,63 +240,3 @@ def _synchronise(
             )
         )
     return episodes
-
-
-# ------------------------------------------------------------------------------------ windows
-class WindowDataset:
-    """Training windows of `history + horizon` consecutive steps, sliced lazily from the episodes.
-
-    Item i is `(frames (L, S, S, 3) uint8, joints (L, J) float32, actions (L - 1, J) float32)`
-    with L = history + horizon: actions[k] leads from frame k to frame k + 1. Frames are stored
-    once (views, no copies per window), so ~40k 64x64 frames take ~0.5 GB.
-    """
-
-    def __init__(self, episodes: Sequence[Episode], history: int, horizon: int, stride: int = 1) -> None:
-        if history < 1 or horizon < 1 or stride < 1:
-            raise ValueError(f"history, horizon and stride must be >= 1, got {history}, {horizon}, {stride}")
-        self.length = history + horizon
-        self.history, self.horizon = history, horizon
-        usable = [ep for ep in episodes if len(ep) >= self.length]
-        if not usable:
-            longest = max((len(ep) for ep in episodes), default=0)
-            raise DatasetError(f"no episode has {self.length} steps for a window (longest: {longest})")
-        self.frames = np.concatenate([ep.frames for ep in usable])
-        self.joints = np.concatenate([ep.joints for ep in usable])
-        self.actions = np.concatenate([ep.actions for ep in usable])
-        has_truth = all(ep.block_xy is not None for ep in usable)
-        self.block_xy = np.concatenate([ep.block_xy for ep in usable]) if has_truth else None  # type: ignore[misc]
-        offsets = np.cumsum([0] + [len(ep) for ep in usable])
-        self.starts = np.concatenate(
-            [
-                np.arange(o, o + len(ep) - self.length + 1, stride)
-                for o, ep in zip(offsets, usable, strict=False)
-            ]
-        )
-        self.episodes = len(usable)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = int(self.starts[i])
-        return (
-            self.frames[s : s + self.length],
-            self.joints[s : s + self.length],
-            self.actions[s : s + self.length - 1],
-        )
-
-    def batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stacked windows: frames (B, L, S, S, 3), joints (B, L, J), actions (B, L - 1, J)."""
-        rows = self.starts[np.asarray(indices)][:, None] + np.arange(self.length)  # (B, L)
-        return self.frames[rows], self.joints[rows], self.actions[rows[:, :-1]]
-
-
-def windows(
-    episodes: Sequence[Episode], history: int, horizon: int, stride: int = 1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All windows as arrays: frames (N, L, S, S, 3), joints (N, L, J), actions (N, L - 1, J).
-
-    L = history + horizon. Copies every frame L times: use `WindowDataset` for large data.
-    """
-    data = WindowDataset(episodes, history, horizon, stride)
-    return data.batch(np.arange(len(data)))
