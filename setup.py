@@ -42,6 +42,9 @@ setup(
             "ami-ros = ami_ros.cli:main",
             "sim_node = ami_ros.ros.sim_node:main",
             "recorder_node = ami_ros.ros.recorder_node:main",
+            "encoder_node = ami_ros.ros.encoder_node:main",
+            "predictor_node = ami_ros.ros.predictor_node:main",
+            "planner_node = ami_ros.ros.planner_node:main",
         ],
     },
 )

@@ -81,6 +81,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_pose(args: argparse.Namespace) -> int:
+    from ami_ros.config import PoseTrainConfig, load_yaml
+    from ami_ros.world_model.evaluate import format_metrics
+    from ami_ros.world_model.pose import train_pose
+    from ami_ros.world_model.train import load_checkpoint
+
+    cfg = load_yaml(args.config, PoseTrainConfig, section="pose") if args.config else PoseTrainConfig()
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    _, run_cfg, _ = load_checkpoint(args.checkpoint)
+    episodes = read_training_episodes(args.data, run_cfg.model.image_size)
+    metrics = train_pose(args.checkpoint, episodes, args.out, cfg, command=" ".join(["ami-ros", *args.argv]))
+    print(format_metrics(metrics))
+    print(f"checkpoint: {Path(args.out) / 'checkpoint.pt'}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from ami_ros.world_model.export import export_checkpoint
     from ami_ros.world_model.train import load_checkpoint
@@ -119,13 +136,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ami_ros.ros.scripted_demo import run_demo
+    from ami_ros.ros.demo import run_demo
 
     ros_environment(args.domain_id)
     out = run_folder(args.output, "demo")
-    summary = run_demo(out, episodes=args.episodes, seed=args.seed)
-    print(json.dumps(summary, indent=2))
-    return 0 if summary["episodes_completed"] == args.episodes else 1
+    summary = run_demo(
+        out, tasks=tuple(args.tasks), episodes=args.episodes, seed=args.seed,
+        episode_seconds=args.seconds, model_dir=args.model,
+    )  # fmt: skip
+    print(json.dumps({k: v for k, v in summary.items() if k != "episodes"}, indent=2))
+    return 0 if summary["episodes_completed"] == args.episodes * len(args.tasks) else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -169,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", default="runs")
     train.set_defaults(func=cmd_train)
 
+    pose = sub.add_parser("train-pose", help="fit the encoder's pixel pose network on a trained model")
+    pose.add_argument("--checkpoint", required=True, help="a `train` checkpoint")
+    pose.add_argument("--data", required=True, help="the bags the model was trained on")
+    pose.add_argument("--out", required=True, help="folder for the new checkpoint")
+    pose.add_argument("--config", help="YAML file with a `pose:` section (PoseTrainConfig)")
+    pose.add_argument("--epochs", type=int)
+    pose.set_defaults(func=cmd_train_pose)
+
     export = sub.add_parser("export", help="export a checkpoint to a model directory")
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--out", required=True, help="model directory to write, e.g. models/tabletop_arm")
@@ -185,9 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="one JSON object on one line")
     ev.set_defaults(func=cmd_eval)
 
-    demo = sub.add_parser("demo", help="drive the embedded robot over ROS 2 and record the episodes")
-    demo.add_argument("--episodes", type=int, default=3)
-    demo.add_argument("--seed", type=int, default=1000, help="first episode seed")
+    demo = sub.add_parser("demo", help="the full stack drives the embedded robot to goal images over ROS 2")
+    demo.add_argument("--episodes", type=int, default=3, help="episodes per task")
+    demo.add_argument("--tasks", nargs="+", choices=("reach", "push"), default=["reach", "push"])
+    demo.add_argument("--seconds", type=float, default=8.0, help="wall seconds per episode")
+    demo.add_argument("--seed", type=int, default=200_000, help="episode seeds follow it (training used 0..)")
+    demo.add_argument("--model", default="", help="model directory (default: the shipped tabletop_arm)")
     demo.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: derived from pid)")
     demo.add_argument("--output", default="runs", help="folder for run folders")
     demo.set_defaults(func=cmd_demo)

@@ -331,6 +331,9 @@ class WorldModelConfig:
     """FiLM-conditioned 3x3 conv residual blocks (dilations 1, 2, 4, 1, 2, ...)."""
     predictor_cond_dim: int = 128
     """Width of the conditioning MLP (action + proprio history -> FiLM parameters)."""
+    pose_channels: tuple[int, ...] = ()
+    """Channels of the pixel pose network's stages (each halves the resolution) that gives the
+    encoder's joint estimate; empty: the joint estimate comes from the image tokens."""
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size or self.image_size // self.patch_size < 2:
@@ -349,6 +352,12 @@ class WorldModelConfig:
             raise ConfigError("encoder_dim must be a multiple of encoder_heads")
         if self.history < 1 or self.horizon < 1 or self.predictor_blocks < 1:
             raise ConfigError("history, horizon and predictor_blocks must be >= 1")
+        if len(self.pose_channels) > 0 and (
+            min(self.pose_channels) < 1 or self.image_size >> len(self.pose_channels) < 1
+        ):
+            raise ConfigError(
+                f"pose_channels must be positive, at most log2(image_size) stages: {self.pose_channels}"
+            )
 
     @property
     def grid(self) -> int:
@@ -431,6 +440,35 @@ class TrainRunConfig:
 
 # ---------------------------------------------------------------------------- planning and safety
 @dataclasses.dataclass(frozen=True)
+class PoseTrainConfig:
+    """`ami-ros train-pose`: fit the encoder's pixel pose network on a trained world model.
+
+    Only the pose network learns; the JEPA encoder, predictor and latent stay exactly as trained.
+    """
+
+    pose_channels: tuple[int, ...] = (32, 64, 96, 128)
+    """Channels of the pose network's stages (see `WorldModelConfig.pose_channels`)."""
+    epochs: int = 20
+    """Passes over the training frames."""
+    batch_size: int = 128
+    """Frames per step."""
+    lr: float = 0.002
+    """Peak learning rate (one-cycle schedule)."""
+    weight_decay: float = 0.0001
+    """AdamW weight decay."""
+    seed: int = 0
+    """Seed of the initialisation and the batch order."""
+    num_threads: int = 2
+    """torch CPU threads."""
+
+    def __post_init__(self) -> None:
+        if not self.pose_channels or min(self.pose_channels) < 1:
+            raise ConfigError(f"pose_channels must be non-empty and positive, got {self.pose_channels}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError("epochs, batch_size and lr must be positive, weight_decay >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class PlannerConfig:
     """Sampling-based MPC in latent space (`ami_ros.core.planner`)."""
 
@@ -510,3 +548,124 @@ class EvalConfig:
             raise ConfigError(f"task must be 'reach' or 'push', got {self.task!r}")
         if self.episodes < 1 or self.max_steps < 1 or self.control_period <= 0 or self.success_m <= 0:
             raise ConfigError("episodes, max_steps, control_period and success_m must be positive")
+
+
+# ------------------------------------------------------------------------------------- nodes
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """The onnxruntime sessions of a node (`ami_ros.runtime.load_model`)."""
+
+    model_dir: str = ""
+    """Model directory (manifest.yaml + .onnx files); empty: the package's models/tabletop_arm."""
+    providers: tuple[str, ...] = (
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    )
+    """Execution providers in order of preference; unavailable ones are skipped, CPU is the fallback."""
+    intra_op_threads: int = 0
+    """onnxruntime CPU threads per session (0: onnxruntime's default, one per core)."""
+    trt_fp16: bool = False
+    """TensorRT: build fp16 engines."""
+    trt_cache_dir: str = ""
+    """TensorRT: engine cache folder (empty: no cache, engines are rebuilt at every start)."""
+
+    def __post_init__(self) -> None:
+        if not self.providers:
+            raise ConfigError("providers must name at least one execution provider")
+        if self.intra_op_threads < 0:
+            raise ConfigError(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderNodeConfig:
+    """`encoder_node`: camera frame + joint state -> ami/latent."""
+
+    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    """The robot's joints in model order (checked against the model manifest)."""
+    max_skew: float = 0.05
+    """Largest |stamp difference| (s) between a frame and the joint state paired with it."""
+    diagnostics_period: float = 1.0
+    """Seconds between /diagnostics messages."""
+
+    def __post_init__(self) -> None:
+        if not self.joint_names:
+            raise ConfigError("joint_names must not be empty")
+        if self.max_skew <= 0 or self.diagnostics_period <= 0:
+            raise ConfigError("max_skew and diagnostics_period must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorNodeConfig:
+    """`predictor_node`: forecasts of the commands actually sent, and surprise."""
+
+    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    """The robot's joints in model order (checked against the model manifest)."""
+    command_interface: str = "trajectory"
+    """Commands to forecast: `trajectory` (arm_controller/joint_trajectory) or `forward`
+    (forward_position_controller/commands)."""
+    surprise_threshold: float = 0.5
+    """Surprise (mean squared error of the forecast image tokens) above which the world counts as
+    not behaving as the model expects."""
+    surprise_window: int = 10
+    """Consecutive forecasts above the threshold before /diagnostics warns."""
+    diagnostics_period: float = 1.0
+    """Seconds between /diagnostics messages."""
+
+    def __post_init__(self) -> None:
+        if self.command_interface not in ("trajectory", "forward"):
+            raise ConfigError(
+                f"command_interface must be 'trajectory' or 'forward', got {self.command_interface!r}"
+            )
+        if self.surprise_threshold <= 0 or self.surprise_window < 1 or self.diagnostics_period <= 0:
+            raise ConfigError("surprise_threshold and diagnostics_period must be > 0, surprise_window >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerNodeConfig:
+    """`planner_node`: latent MPC from ami/latent towards a goal, through the safety filter."""
+
+    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    """The robot's joints in model order (checked against the model manifest)."""
+    joint_lower: tuple[float, ...] = (-1.9, -2.4, -2.4, -2.0)
+    """Lower joint position limits, rad (the safety filter's)."""
+    joint_upper: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
+    """Upper joint position limits, rad."""
+    velocity_limits: tuple[float, ...] = (1.5, 2.0, 2.5, 3.0)
+    """Joint velocity limits, rad/s."""
+    command_interface: str = "trajectory"
+    """`trajectory`: trajectory_msgs/JointTrajectory on arm_controller/joint_trajectory;
+    `forward`: std_msgs/Float64MultiArray on forward_position_controller/commands."""
+    control_period: float = 0.1
+    """Seconds between plan ticks (the model's action period)."""
+    max_age: float = 0.3
+    """Inputs (latent, joint state) older than this (s) make the planner hold position."""
+    success_energy: float = 0.02
+    """The goal counts as reached when the energy falls below this."""
+    cost_weights: tuple[float, ...] = ()
+    """Rollout-cost weights (see the model manifest's `rollout_cost`); empty: the manifest's default."""
+    goal_memory_dir: str = "~/.ros/ami_goals"
+    """Folder of named goals (`<name>.npz`), kept across restarts."""
+    start_enabled: bool = True
+    """Start commanding as soon as a goal is set (false: wait for ami/enable)."""
+    diagnostics_period: float = 1.0
+    """Seconds between /diagnostics and ami/progress messages."""
+
+    def __post_init__(self) -> None:
+        n = len(self.joint_names)
+        if not n or {len(self.joint_lower), len(self.joint_upper), len(self.velocity_limits)} != {n}:
+            raise ConfigError(
+                "joint_names, joint_lower, joint_upper and velocity_limits must have equal lengths"
+            )
+        if any(lo >= hi for lo, hi in zip(self.joint_lower, self.joint_upper, strict=True)):
+            raise ConfigError("every joint_lower must be < joint_upper")
+        if min(self.velocity_limits) <= 0:
+            raise ConfigError("velocity_limits must be > 0")
+        if self.command_interface not in ("trajectory", "forward"):
+            raise ConfigError(
+                f"command_interface must be 'trajectory' or 'forward', got {self.command_interface!r}"
+            )
+        if self.control_period <= 0 or self.max_age <= 0 or self.diagnostics_period <= 0:
+            raise ConfigError("control_period, max_age and diagnostics_period must be > 0")
+        if self.success_energy < 0 or any(w < 0 for w in self.cost_weights):
+            raise ConfigError("success_energy and cost_weights must be >= 0")

@@ -1,13 +1,16 @@
-"""The embedded MuJoCo robot (sim_node) with the interfaces of a gz_ros2_control arm.
+"""The embedded MuJoCo robot (sim_node) and the ami_ros stack driving it to the sim's goal images.
 
 ros2 launch ami_ros sim.launch.py task:=push seed:=3 namespace:=robot1
+ros2 launch ami_ros sim.launch.py stack:=false      # the robot alone (gz_ros2_control interfaces)
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -20,6 +23,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("seed", default_value="0", description="first episode seed"),
         DeclareLaunchArgument("task", default_value="reach", description="reach or push"),
         DeclareLaunchArgument("sim_params", default_value=str(share / "config" / "sim_node.yaml")),
+        DeclareLaunchArgument("stack", default_value="true", description="also start the ami_ros stack"),
+        DeclareLaunchArgument("model_dir", default_value="", description="empty: the shipped tabletop_arm"),
+        DeclareLaunchArgument("command_interface", default_value="trajectory"),
     ]
     sim = Node(
         package="ami_ros",
@@ -34,4 +40,16 @@ def generate_launch_description() -> LaunchDescription:
             },
         ],
     )
-    return LaunchDescription([*arguments, sim])
+    stack = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(str(share / "launch" / "ami.launch.py")),
+        launch_arguments={
+            "robot_config": str(share / "config" / "robots" / "tabletop_arm.yaml"),
+            "model_dir": LaunchConfiguration("model_dir"),
+            "namespace": LaunchConfiguration("namespace"),
+            "use_sim_time": "true",
+            "command_interface": LaunchConfiguration("command_interface"),
+            "goal_image_topic": "sim/goal_image",
+        }.items(),
+        condition=IfCondition(LaunchConfiguration("stack")),
+    )
+    return LaunchDescription([*arguments, sim, stack])

@@ -5,13 +5,24 @@ names exists, and every parameter file holds only keys the nodes' config datacla
 """
 
 import ast
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ami_ros.config import SimConfig, SimNodeConfig, from_dict
+from ami_ros.config import (
+    EncoderNodeConfig,
+    PlannerConfig,
+    PlannerNodeConfig,
+    PredictorNodeConfig,
+    RuntimeConfig,
+    SafetyConfig,
+    SimConfig,
+    SimNodeConfig,
+    from_dict,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -39,10 +50,13 @@ def test_launch_file_starts_console_scripts_of_this_package(path):
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_config_files_named_by_launch_files_exist(path):
-    named = re.findall(r'"config"\s*/\s*"([\w.]+)"', path.read_text())
-    for name in named:
-        assert (ROOT / "config" / name).is_file(), f"{path.name} names config/{name}"
+def test_files_named_by_launch_files_exist(path):
+    """Every `share / "config" / ...` or `share / "launch" / ...` path is a file of the package."""
+    named = re.findall(r'share((?:\s*/\s*"[\w.]+")+)', path.read_text())
+    assert named, f"{path.name} names no package file"
+    for chain in named:
+        relative = Path(*re.findall(r'"([\w.]+)"', chain))
+        assert (ROOT / relative).is_file(), f"{path.name} names {relative}, which does not exist"
 
 
 def flatten(params: dict, prefix: str = "") -> dict:
@@ -62,3 +76,56 @@ def test_sim_node_parameter_file_matches_the_config_dataclasses():
     sim = {k.removeprefix("sim."): v for k, v in params.items() if k.startswith("sim.")}
     from_dict(SimNodeConfig, node)
     from_dict(SimConfig, sim)
+
+
+NODE_CONFIGS = {
+    "encoder_node": (EncoderNodeConfig, {"runtime.": RuntimeConfig}),
+    "predictor_node": (PredictorNodeConfig, {"runtime.": RuntimeConfig}),
+    "planner_node": (
+        PlannerNodeConfig,
+        {"runtime.": RuntimeConfig, "planner.": PlannerConfig, "safety.": SafetyConfig},
+    ),
+}
+
+
+def check_node_section(node: str, params: dict) -> None:
+    """Every key a field of the node's config dataclasses, every value valid (raises ConfigError)."""
+    cls, prefixed = NODE_CONFIGS[node]
+    for prefix, sub in prefixed.items():
+        from_dict(sub, {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)})
+    plain = {k: v for k, v in params.items() if not any(k.startswith(p) for p in prefixed)}
+    plain.pop("use_sim_time", None)
+    from_dict(cls, plain)
+
+
+def test_embedded_robot_config_configures_every_node_validly():
+    document = yaml.safe_load((ROOT / "config" / "robots" / "tabletop_arm.yaml").read_text())
+    sections = {key.removeprefix("/**/"): value["ros__parameters"] for key, value in document.items()}
+    assert set(sections) == set(NODE_CONFIGS)
+    for node, params in sections.items():
+        check_node_section(node, flatten(params))
+
+
+def test_real_arm_template_has_only_known_keys():
+    """The template's TODO values are placeholders, so only its keys (not values) are checked."""
+    document = yaml.safe_load((ROOT / "config" / "robots" / "real_arm_template.yaml").read_text())
+    for key, value in document.items():
+        node = key.removeprefix("/**/")
+        cls, prefixed = NODE_CONFIGS[node]
+        for name in flatten(value["ros__parameters"]):
+            prefix = next((p for p in prefixed if name.startswith(p)), "")
+            fields = {f.name for f in dataclasses.fields(prefixed.get(prefix, cls))}
+            assert name.removeprefix(prefix) in fields, f"{node}: unknown parameter {name}"
+
+
+def test_robot_config_matches_the_embedded_robot():
+    """Joint names, limits and velocities of the planner's safety filter are the sim's."""
+    from ami_ros.sim import ArmSim
+
+    document = yaml.safe_load((ROOT / "config" / "robots" / "tabletop_arm.yaml").read_text())
+    planner = document["/**/planner_node"]["ros__parameters"]
+    with ArmSim(SimConfig()) as sim:
+        assert planner["joint_names"] == list(sim.joint_names)
+        assert planner["joint_lower"] == pytest.approx(sim.lower)
+        assert planner["joint_upper"] == pytest.approx(sim.upper)
+        assert planner["velocity_limits"] == pytest.approx(sim.velocity_limits)

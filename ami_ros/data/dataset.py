@@ -21,10 +21,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ami_ros.config import DataConfig
+from ami_ros.core.preprocess import resize_frame
 from ami_ros.data import messages as m
 from ami_ros.data.bag import BagReader, DatasetError, find_bags, topic_name
 
@@ -55,13 +55,6 @@ class Episode:
         if self.block_xy is not None:
             out["block_xy"] = self.block_xy
         return out
-
-
-def resize_frame(rgb: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8 with cv2.INTER_AREA (the encoder's preprocessing)."""
-    if rgb.shape[:2] == (size, size):
-        return np.ascontiguousarray(rgb)
-    return cv2.resize(np.ascontiguousarray(rgb), (size, size), interpolation=cv2.INTER_AREA)
 
 
 def read_episodes(path: str | Path, config: DataConfig | None = None) -> list[Episode]:

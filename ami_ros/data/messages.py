@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ami_ros.core.preprocess import to_rgb
 from ami_ros.data.bag import typestore
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -63,12 +64,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     if channels is None:
         raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(_CHANNELS)}")
     rows = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
-    pixels = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
-    if msg.encoding == "bgr8":
-        return pixels[..., ::-1]
-    if msg.encoding == "mono8":
-        return np.repeat(pixels, 3, axis=2)
-    return pixels
+    return to_rgb(rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels), msg.encoding)
 
 
 def joint_state(

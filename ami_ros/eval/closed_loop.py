@@ -17,8 +17,8 @@ import numpy as np
 
 from ami_ros.config import EvalConfig, SafetyConfig, SimConfig
 from ami_ros.core.planner import Planner
+from ami_ros.core.preprocess import resize_frame
 from ami_ros.core.safety import SafetyFilter
-from ami_ros.data.dataset import resize_frame
 from ami_ros.runtime import WorldModelRuntime
 from ami_ros.sim import ArmSim
 

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
@@ -97,3 +99,38 @@ def trajectory_arrays(
     positions = [np.asarray(p.positions, dtype=float) for p in msg.points]
     velocities = [np.asarray(p.velocities, dtype=float) for p in msg.points]
     return list(msg.joint_names), times, positions, velocities
+
+
+def latent_to_image(latent: np.ndarray, header: Header) -> Image:
+    """(L, D) float32 latent -> sensor_msgs/Image, encoding 32FC1, height L (tokens), width D.
+
+    The header (stamp and frame) is the source camera frame's, so the latent keeps its time.
+    """
+    latent = np.ascontiguousarray(latent, dtype="<f4")
+    msg = Image(encoding="32FC1", height=latent.shape[0], width=latent.shape[1], is_bigendian=0)
+    msg.header = header
+    msg.step = 4 * latent.shape[1]
+    msg.data = latent.tobytes()
+    return msg
+
+
+def image_to_latent(msg: Image, shape: tuple[int, int]) -> np.ndarray:
+    """32FC1 sensor_msgs/Image -> (L, D) float32 copy; raises ValueError unless it is `shape`."""
+    if msg.encoding != "32FC1" or (msg.height, msg.width) != tuple(shape) or msg.step != 4 * msg.width:
+        raise ValueError(
+            f"latent must be 32FC1 {shape[0]}x{shape[1]} (step {4 * shape[1]}), got {msg.encoding} "
+            f"{msg.height}x{msg.width} (step {msg.step})"
+        )
+    dtype = ">f4" if msg.is_bigendian else "<f4"
+    return np.frombuffer(msg.data, dtype).reshape(shape).astype(np.float32)
+
+
+def diagnostic(
+    name: str, level: int, message: str, values: dict[str, object], stamp: Time
+) -> DiagnosticArray:
+    """A one-status DiagnosticArray; values are formatted with str()."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="ami_ros")
+    status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = stamp
+    return msg

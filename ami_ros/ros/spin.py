@@ -5,24 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 
 from ami_ros.config import ConfigError
 
 
-def spin_node(make_node: Callable[[], Node], name: str, args: list[str] | None = None) -> int:
+def spin_node(
+    make_node: Callable[[], Node], name: str, args: list[str] | None = None, threads: int = 1
+) -> int:
     """Run the node `make_node()` builds until Ctrl-C or shutdown; returns the exit code.
 
     An invalid configuration is logged as one FATAL line (no traceback) and exits with 1. The
-    node's `close()` runs on every exit path (a recorder must finish its file).
+    node's `close()` runs on every exit path (a recorder must finish its file). `threads` > 1 spins
+    a MultiThreadedExecutor, for nodes whose callback groups let inputs arrive during a long callback.
     """
     rclpy.init(args=args)
     node, code = None, 0
+    executor = MultiThreadedExecutor(threads) if threads > 1 else SingleThreadedExecutor()
     try:
         node = make_node()
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except ConfigError as err:
         get_logger(name).fatal(f"invalid configuration: {err}")
         code = 1
@@ -34,6 +39,7 @@ def spin_node(make_node: Callable[[], Node], name: str, args: list[str] | None =
         if rclpy.ok():
             raise
     finally:
+        executor.shutdown(timeout_sec=5.0)  # let a running callback finish before the node goes
         if node is not None:
             node.close()  # type: ignore[attr-defined]
             node.destroy_node()

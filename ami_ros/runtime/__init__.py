@@ -4,7 +4,8 @@ from ami_ros.runtime.world_model import (
     ModelLoadError,
     WorldModelRuntime,
     choose_providers,
+    default_model_dir,
     load_model,
 )
 
-__all__ = ["ModelLoadError", "WorldModelRuntime", "choose_providers", "load_model"]
+__all__ = ["ModelLoadError", "WorldModelRuntime", "choose_providers", "default_model_dir", "load_model"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,11 @@ def load_model(
         runtime.warm_up()
     log.info("loaded %s on %s", model_dir, runtime.providers)
     return runtime
+
+
+def default_model_dir(name: str = "tabletop_arm") -> Path:
+    """The shipped model: `models/<name>` of a source checkout, else the installed share folder."""
+    source = Path(__file__).resolve().parents[2] / "models" / name
+    if (source / "manifest.yaml").is_file():
+        return source
+    return Path(sys.prefix) / "share" / "ami_ros" / "models" / name

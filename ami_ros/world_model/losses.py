@@ -42,7 +42,7 @@ def jepa_losses(
     """Loss terms of one batch of windows.
 
     Args:
-        out: `WorldModel.forward` outputs (latents, joints_est, teacher, rollout).
+        out: `WorldModel.forward` outputs (latents, joints_est, joints_tokens, teacher, rollout).
         target_latents: (B, H + 1, N+1, D) EMA-encoder latents of frames K-1..T-1 (no gradient).
         joints: (B, T, J) recorded joint positions, rad.
         limits: (J,) joint limits, rad.
@@ -55,7 +55,9 @@ def jepa_losses(
     future_q = joints[:, history:] / limits  # (B, H, J)
     nj = limits.shape[0]
     pred_q = torch.cat([out["teacher"][:, :, -1, :nj], out["rollout"][:, :, -1, :nj]], dim=1)
-    joint_head = (out["joints_est"] / limits - joints / limits).pow(2).mean()
+    joint_head = (out["joints_tokens"] / limits - joints / limits).pow(2).mean()
+    if out["joints_est"] is not out["joints_tokens"]:  # a pose network: supervised the same way
+        joint_head = joint_head + (out["joints_est"] / limits - joints / limits).pow(2).mean()
     joint_pred = (pred_q - torch.cat([future_q, future_q], dim=1)).pow(2).mean()
     tokens = out["latents"][:, :, :-1]
     variance, covariance = vicreg(tokens.flatten(0, 1))

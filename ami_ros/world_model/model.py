@@ -4,8 +4,10 @@ Latent of one frame (`WorldModelConfig`, defaults in brackets):
     latent (B, N + 1, D): N = grid**2 image patch tokens [64], row-major over the grid [8x8], then
     one proprio token, a fixed Fourier embedding of the joint positions whose first J [4] entries
     are `joints / joint_limits` (so joints decode exactly from a latent). D = latent_dim [16].
-The encoder also returns `joints_est (B, J)`, the joint positions read from the image tokens alone:
-a goal image has no joint state, yet yields a joint estimate for a dense reach cost.
+The encoder also returns `joints_est (B, J)`, the joint positions read from the image alone: a goal
+image has no joint state, yet yields a joint estimate for a dense reach cost. With
+`pose_channels` set it comes from a convolutional pose network on the pixels (`PoseNet`), else
+from an MLP on the image tokens; the token MLP is always trained as an auxiliary loss.
 
 The predictor maps a history of K latents and one action to the next latent; `rollout` repeats it,
 feeding its own predictions back. Image tokens are updated as residuals on the 8x8 grid by 3x3 convs
@@ -15,6 +17,7 @@ whose features are FiLM-modulated by (action, proprio history); the joints are p
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -89,6 +92,35 @@ def conv_stem(width: int, patch_size: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class PoseNet(nn.Module):
+    """Pixels -> joint positions: stride-2 conv pairs, then an MLP (a supervised pose regressor).
+
+    The JEPA tokens are too coarse for the distal joints (a token MLP reads joint 3 and 4 at
+    0.8-1.0 rad error, no better than a mean guess); a small CNN on the same 64 px frame resolves
+    them, which a goal image needs for the joint term of the planner's cost.
+    """
+
+    def __init__(self, image_size: int, channels: tuple[int, ...], n_joints: int) -> None:
+        super().__init__()
+        chans, layers = [3, *channels], []
+        for a, b in itertools.pairwise(chans):
+            layers += [
+                nn.Conv2d(a, b, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.Conv2d(b, b, 3, padding=1),
+                nn.GELU(),
+            ]
+        self.features = nn.Sequential(*layers)
+        side = image_size >> len(channels)
+        self.head = nn.Sequential(
+            nn.Linear(chans[-1] * side * side, 256), nn.GELU(), nn.Linear(256, n_joints)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised images -> (B, J) joints / limits."""
+        return self.head(self.features(x).flatten(1))
+
+
 class Encoder(nn.Module):
     """uint8 RGB frames + joint positions -> latent (B, N+1, D) and image-only joint estimate (B, J).
 
@@ -109,11 +141,23 @@ class Encoder(nn.Module):
         self.joint_head = nn.Sequential(
             nn.Linear(n * cfg.latent_dim, 128), nn.GELU(), nn.Linear(128, len(cfg.joint_names))
         )
+        self.pose_net = (
+            PoseNet(cfg.image_size, cfg.pose_channels, len(cfg.joint_names)) if cfg.pose_channels else None
+        )
+
+    @staticmethod
+    def normalise(images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, 3, H, W) float, (pixel / 255 - 0.5) / 0.25."""
+        return (images.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.25
+
+    def pose(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, J) joint positions from the pose network, rad."""
+        assert self.pose_net is not None, "pose_channels is empty: no pose network"
+        return self.pose_net(self.normalise(images)) * self.limits
 
     def image_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) uint8 -> (B, N, D) image tokens."""
-        x = (images.permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.25
-        x = self.patch(x).flatten(2).transpose(1, 2) + self.pos  # (B, N, dim)
+        x = self.patch(self.normalise(images)).flatten(2).transpose(1, 2) + self.pos  # (B, N, dim)
         for block in self.blocks:
             x = block(x)
         return self.to_latent(self.ln(x))
@@ -129,7 +173,8 @@ class Encoder(nn.Module):
         """
         tokens = self.image_tokens(images)
         proprio = proprio_embedding(joints, self.limits, self.cfg.latent_dim)
-        return torch.cat([tokens, proprio[:, None]], dim=1), self.joints_from_tokens(tokens)
+        q_est = self.pose(images) if self.pose_net is not None else self.joints_from_tokens(tokens)
+        return torch.cat([tokens, proprio[:, None]], dim=1), q_est
 
 
 class FiLMBlock(nn.Module):
@@ -221,7 +266,8 @@ class WorldModel(nn.Module):
             joints: (B, T, J) rad.
             actions: (B, T - 1, J); actions[:, t] leads from frame t to frame t + 1.
         Returns:
-            latents (B, T, N+1, D) online encodings; joints_est (B, T, J);
+            latents (B, T, N+1, D) online encodings; joints_est (B, T, J) the encoder's joint
+            estimate; joints_tokens (B, T, J) the token joint head's (the same without a pose net);
             teacher (B, H, N+1, D) one-step predictions of frames K..T-1 from true history;
             rollout (B, H, N+1, D) predictions of the same frames from the first K, autoregressive.
         """
@@ -230,12 +276,14 @@ class WorldModel(nn.Module):
         h = t - k
         z, q_est = self.encoder(frames.flatten(0, 1), joints.flatten(0, 1))
         z, q_est = z.view(b, t, *z.shape[1:]), q_est.view(b, t, -1)
+        q_tok = q_est if self.encoder.pose_net is None else self.encoder.joints_from_tokens(z[:, :, :-1])
         hist = torch.stack([z[:, i : i + k] for i in range(h)], dim=1)  # (B, H, K, N+1, D)
         teacher = self.predictor(hist.flatten(0, 1), actions[:, k - 1 :].flatten(0, 1))
         rollout = self.predictor.rollout(z[:, :k], actions[:, k - 1 :])
         return {
             "latents": z,
             "joints_est": q_est,
+            "joints_tokens": q_tok,
             "teacher": teacher.view(b, h, *z.shape[2:]),
             "rollout": rollout,
         }

@@ -37,11 +37,13 @@ def _param_text(value: Any) -> str:
 
 
 class NodeProcess:
-    """A node started as `python -m <module> --ros-args -p k:=v ...`, its output in `log_path`."""
+    """A node started as `python -m <module> --ros-args [ros_args] -p k:=v ...`, output in `log_path`."""
 
-    def __init__(self, module: str, params: dict[str, Any], log_path: Path) -> None:
+    def __init__(
+        self, module: str, params: dict[str, Any], log_path: Path, ros_args: tuple[str, ...] = ()
+    ) -> None:
         self.log_path = log_path
-        args = [sys.executable, "-m", module, "--ros-args"]
+        args = [sys.executable, "-m", module, "--ros-args", *ros_args]
         for key, value in params.items():
             args += ["-p", f"{key}:={_param_text(value)}"]
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -146,9 +148,11 @@ def start_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     """Factory: start a node process; every process still running at teardown must exit cleanly."""
     started: list[NodeProcess] = []
 
-    def start(module: str, params: dict[str, Any], name: str = "node") -> NodeProcess:
+    def start(
+        module: str, params: dict[str, Any], name: str = "node", ros_args: tuple[str, ...] = ()
+    ) -> NodeProcess:
         log_path = tmp_path_factory.mktemp("ros_logs") / f"{name}.log"
-        started.append(NodeProcess(module, params, log_path))
+        started.append(NodeProcess(module, params, log_path, ros_args))
         return started[-1]
 
     yield start

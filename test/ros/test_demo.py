@@ -1,4 +1,4 @@
-"""`ami-ros demo` end to end: sim_node and the driver as separate processes over loopback DDS."""
+"""`ami-ros demo` end to end: sim_node and the node graph as separate processes over loopback DDS."""
 
 import json
 import os
@@ -10,19 +10,25 @@ from conftest import DOMAIN_ID, ROOT, ROS_ENV
 
 
 @pytest.mark.ros
-def test_demo_runs_an_episode_and_writes_its_run_folder(tmp_path):
+def test_demo_runs_the_stack_and_writes_its_run_folder(tmp_path):
     env = {**os.environ, **ROS_ENV, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, "-m", "ami_ros.cli", "demo", "--episodes", "1", "--output", str(tmp_path),
-         "--domain-id", str(DOMAIN_ID + 100)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=ROOT,
+        [sys.executable, "-m", "ami_ros.cli", "demo", "--episodes", "1", "--tasks", "reach", "push",
+         "--seconds", "3", "--output", str(tmp_path), "--domain-id", str(DOMAIN_ID + 100)],
+        capture_output=True, text=True, timeout=240, env=env, cwd=ROOT,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    summary = json.loads(out.stdout[out.stdout.index("{") :])
-    assert summary["episodes_completed"] == 1
-    episode = summary["episodes"][0]
-    assert episode["final_error_m"] < 0.02, episode  # the trajectory controller tracks the goal pose
-    assert summary["real_time_factor"] > 0.5
+    assert "reach episode 1/1" in out.stdout and "push episode 1/1" in out.stdout
     run = tmp_path / os.listdir(tmp_path)[0]
-    assert (run / "demo.gif").stat().st_size > 10_000
-    assert "reset: seed 1000" in (run / "sim_node.log").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["episodes_completed"] == 2
+    assert set(summary["success_rate"]) == {"reach", "push"}
+    for episode in summary["episodes"]:
+        assert episode["ticks"] >= 5, episode  # the planner commanded the robot in every episode
+        assert episode["start_m"] > 0 and episode["final_m"] >= 0
+    assert 0 < summary["plan_tick_ms_p50"] <= summary["plan_tick_ms_p99"]
+    assert 0 < summary["stamp_to_command_ms_p99"] < 5000
+    assert (run / "reach_episode.gif").stat().st_size > 10_000
+    assert (run / "push_episode.gif").stat().st_size > 10_000
+    assert (run / "energy.png").stat().st_size > 1_000
+    assert "reset: seed 200001, task reach" in (run / "sim_node.log").read_text()

@@ -1,0 +1,135 @@
+"""encoder_node: camera frames + joint states -> ami/latent, stamped with the frame's stamp.
+
+Subscribes:
+    camera/image_raw (sensor_msgs/Image: rgb8, bgr8 or mono8, any size): BEST_EFFORT, depth 1, so
+        a slow encoder always works on the newest frame and never on a queue of old ones.
+    joint_states (sensor_msgs/JointState): joints matched by name, in any order.
+Publishes:
+    ami/latent (sensor_msgs/Image, 32FC1, height = tokens, width = latent dim; header = the camera
+        frame's): the encoder's latent of the frame paired with the joint state nearest its stamp
+        (within `max_skew`). Its last row is the proprio token (joints = row[:J] * joint limits).
+    /diagnostics: frames in / latents out, encode time, skew drops, execution provider, last error.
+Parameters: `EncoderNodeConfig` fields and `RuntimeConfig` fields under `runtime.`.
+
+A frame with no joint state within `max_skew` waits for the next joint state (at most one frame
+waits); a frame in an unsupported encoding is dropped with a throttled error naming it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+
+from ami_ros.config import EncoderNodeConfig
+from ami_ros.core.buffers import JointStateBuffer
+from ami_ros.core.preprocess import resize_frame, to_rgb
+from ami_ros.ros import conversions as conv
+from ami_ros.ros.model_loading import load_node_model
+from ami_ros.ros.params import declare_from_dataclass, read_dataclass
+from ami_ros.ros.spin import spin_node
+
+LATEST_FRAME_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+class EncoderNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("encoder_node", **kwargs)
+        declare_from_dataclass(self, EncoderNodeConfig)
+        self.config = c = read_dataclass(self, EncoderNodeConfig)
+        self.runtime = load_node_model(self, c.joint_names)
+        self.joints = JointStateBuffer(c.joint_names)
+        self._pending: Image | None = None
+        self._frames = self._latents = self._skew_drops = self._errors = 0
+        self._encode_ms: list[float] = []
+        self._last_error = ""
+        self._pub = self.create_publisher(Image, "ami/latent", 10)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, "camera/image_raw", self._on_image, LATEST_FRAME_QOS)
+        self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
+        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+
+    def close(self) -> None:
+        pass
+
+    def _error(self, text: str) -> None:
+        self._errors += 1
+        self._last_error = text
+        self.get_logger().error(text, throttle_duration_sec=2.0)
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            self.joints.add(conv.to_seconds(msg.header.stamp), msg.name, msg.position)
+        except ValueError as err:
+            return self._error(f"joint_states ignored: {err}")
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._on_image(pending, retry=True)
+
+    def _on_image(self, msg: Image, retry: bool = False) -> None:
+        if not retry:
+            self._frames += 1
+        stamp = conv.to_seconds(msg.header.stamp)
+        q = self.joints.nearest(stamp, self.config.max_skew)
+        if q is None:
+            latest = self.joints.latest()
+            if not retry and latest is not None and latest[0] < stamp:
+                self._pending = msg  # the matching joint state may still be on its way
+            else:
+                self._skew_drops += 1
+                self.get_logger().warning(
+                    f"frame at {stamp:.3f} s dropped: no joint state within max_skew "
+                    f"{self.config.max_skew} s (newest {latest[0] if latest else None})",
+                    throttle_duration_sec=2.0,
+                )
+            return
+        try:
+            rgb = to_rgb(conv.image_to_numpy(msg), msg.encoding)
+        except ValueError as err:
+            return self._error(f"camera/image_raw frame dropped: {err}")
+        t0 = time.perf_counter()
+        latent, _ = self.runtime.encode(resize_frame(rgb, self.runtime.image_size), q.astype(np.float32))
+        self._encode_ms.append(1e3 * (time.perf_counter() - t0))
+        self._pub.publish(conv.latent_to_image(latent, msg.header))
+        self._latents += 1
+
+    def _publish_diagnostics(self) -> None:
+        ms = np.asarray(self._encode_ms[-200:] or [np.nan])
+        self._encode_ms = self._encode_ms[-200:]
+        level = DiagnosticStatus.OK
+        message = "encoding"
+        if self._latents == 0:
+            level, message = (
+                DiagnosticStatus.WARN,
+                "no latent published yet (waiting for camera and joint_states)",
+            )
+        values = {
+            "frames_received": self._frames,
+            "latents_published": self._latents,
+            "skew_drops": self._skew_drops,
+            "errors": self._errors,
+            "last_error": self._last_error,
+            "encode_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",
+            "encode_ms_p99": f"{np.nanpercentile(ms, 99):.2f}",
+            "execution_provider": self.runtime.providers["encoder.onnx"],
+            "model_dir": str(self.runtime.model_dir),
+        }
+        self._pub_diag.publish(
+            conv.diagnostic(
+                f"{self.get_name()}: encoder", level, message, values, self.get_clock().now().to_msg()
+            )
+        )
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(EncoderNode, "encoder_node", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Open the world model for a node from its `runtime.*` parameters (shared by the three nodes)."""
+
+from __future__ import annotations
+
+from rclpy.node import Node
+
+from ami_ros.config import ConfigError, RuntimeConfig
+from ami_ros.ros.params import declare_from_dataclass, read_dataclass
+from ami_ros.runtime import ModelLoadError, WorldModelRuntime, default_model_dir, load_model
+
+
+def load_node_model(node: Node, joint_names: tuple[str, ...]) -> WorldModelRuntime:
+    """Declare `runtime.*`, load and warm up the model; logs the execution providers used.
+
+    Raises:
+        ConfigError: the model is missing, corrupt or does not fit the robot (the message says how).
+    """
+    declare_from_dataclass(node, RuntimeConfig, prefix="runtime.")
+    cfg = read_dataclass(node, RuntimeConfig, prefix="runtime.")
+    path = cfg.model_dir or str(default_model_dir())
+    try:
+        runtime = load_model(
+            path,
+            expected_joint_names=joint_names,
+            providers=cfg.providers,
+            intra_op_threads=cfg.intra_op_threads,
+            trt_cache_dir=cfg.trt_cache_dir or None,
+            trt_fp16=cfg.trt_fp16,
+        )
+    except ModelLoadError as err:
+        raise ConfigError(f"runtime.model_dir: {err}") from None
+    providers = sorted(set(runtime.providers.values()))
+    node.get_logger().info(f"model {path} loaded and warmed up on {', '.join(providers)}")
+    return runtime

@@ -1,0 +1,153 @@
+"""predictor_node: forecasts of the commands actually sent, and surprise when they miss.
+
+For every command the robot receives, it forecasts the latent one control period after the newest
+latent, from the model's history and the action the command implies (commanded target minus the
+joint positions in that latent). When the latent for that instant arrives it publishes the
+forecast's error: surprise. Surprise that stays above `surprise_threshold` for `surprise_window`
+forecasts turns /diagnostics to WARN: the world no longer behaves as the model expects (a
+collision, a moved camera, an unknown object, a model trained on another robot).
+
+Subscribes: ami/latent (32FC1 Image), and arm_controller/joint_trajectory (first point) or
+    forward_position_controller/commands by `command_interface`.
+Publishes:
+    ami/forecast (sensor_msgs/Image 32FC1, the latent layout): header stamp = the instant forecast
+        (source latent's stamp + control period), frame_id = the source latent's.
+    ami/surprise (std_msgs/Float32): mean squared error of the forecast's image tokens against
+        the latent that arrived, one per forecast.
+    /diagnostics: forecasts, surprise (last, mean of the window), threshold, execution provider.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, Float64MultiArray, Header
+from trajectory_msgs.msg import JointTrajectory
+
+from ami_ros.config import PredictorNodeConfig
+from ami_ros.core.buffers import LatentHistory
+from ami_ros.ros import conversions as conv
+from ami_ros.ros.model_loading import load_node_model
+from ami_ros.ros.params import declare_from_dataclass, read_dataclass
+from ami_ros.ros.spin import spin_node
+
+
+class PredictorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("predictor_node", **kwargs)
+        declare_from_dataclass(self, PredictorNodeConfig)
+        self.config = c = read_dataclass(self, PredictorNodeConfig)
+        self.runtime = load_node_model(self, c.joint_names)
+        self.period = float(self.runtime.manifest["actions"]["control_period_s"])
+        self.latents = LatentHistory()
+        self._pending: deque[tuple[float, np.ndarray]] = deque(maxlen=16)  # (target stamp, forecast)
+        self._surprise: deque[float] = deque(maxlen=c.surprise_window)
+        self._forecasts = self._ignored = 0
+        self._last_error = ""
+        self._pub_forecast = self.create_publisher(Image, "ami/forecast", 10)
+        self._pub_surprise = self.create_publisher(Float32, "ami/surprise", 10)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(Image, "ami/latent", self._on_latent, 10)
+        if c.command_interface == "trajectory":
+            self.create_subscription(
+                JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, 10
+            )
+        else:
+            self.create_subscription(
+                Float64MultiArray, "forward_position_controller/commands", self._on_forward, 10
+            )
+        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+
+    def close(self) -> None:
+        pass
+
+    def _error(self, text: str) -> None:
+        self._ignored += 1
+        self._last_error = text
+        self.get_logger().warning(text, throttle_duration_sec=2.0)
+
+    def _on_latent(self, msg: Image) -> None:
+        try:
+            latent = conv.image_to_latent(msg, self.runtime.latent_shape)
+        except ValueError as err:
+            return self._error(f"ami/latent ignored: {err}")
+        stamp = conv.to_seconds(msg.header.stamp)
+        self.latents.add(stamp, latent)
+        tolerance = self.period / 2
+        while self._pending and self._pending[0][0] < stamp - tolerance:
+            self._pending.popleft()  # its instant passed without a latent close enough
+        if self._pending and abs(self._pending[0][0] - stamp) <= tolerance:
+            _, forecast = self._pending.popleft()  # the first latent within half a period of the instant
+            surprise = float(np.mean((forecast[:-1] - latent[:-1]) ** 2))
+            self._surprise.append(surprise)
+            self._pub_surprise.publish(Float32(data=surprise))
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        if not msg.points:
+            return  # a hold: nothing to forecast
+        names = list(msg.joint_names)
+        missing = [n for n in self.runtime.joint_names if n not in names]
+        if missing or len(msg.points[0].positions) != len(names):
+            return self._error(f"command ignored: joints {missing} missing or positions of the wrong length")
+        positions = msg.points[0].positions
+        self._forecast(np.array([positions[names.index(n)] for n in self.runtime.joint_names]))
+
+    def _on_forward(self, msg: Float64MultiArray) -> None:
+        if len(msg.data) != len(self.runtime.joint_names):
+            return self._error(
+                f"command ignored: {len(msg.data)} values for {len(self.runtime.joint_names)} joints"
+            )
+        self._forecast(np.asarray(msg.data, float))
+
+    def _forecast(self, target: np.ndarray) -> None:
+        found = self.latents.history(self.runtime.history, self.period)
+        if found is None or not np.all(np.isfinite(target)):
+            return
+        stamp, history = found
+        limits = self.runtime.joint_limits
+        bound = self.runtime.action_limits
+        action = np.clip(target - history[-1, -1, : len(limits)] * limits, -bound, bound)
+        latent, _ = self.runtime.step(history[None], action[None].astype(np.float32))
+        header = Header(stamp=conv.to_time(stamp + self.period), frame_id="ami_latent")
+        self._pub_forecast.publish(conv.latent_to_image(latent[0], header))
+        self._pending.append((stamp + self.period, latent[0]))
+        self._forecasts += 1
+
+    def _publish_diagnostics(self) -> None:
+        c = self.config
+        window = list(self._surprise)
+        surprised = len(window) == c.surprise_window and min(window) > c.surprise_threshold
+        level = DiagnosticStatus.WARN if surprised else DiagnosticStatus.OK
+        message = (
+            f"surprise above {c.surprise_threshold} for {c.surprise_window} forecasts: the world does not "
+            "behave as the model expects"
+            if surprised
+            else "forecasting"
+        )
+        values = {
+            "forecasts": self._forecasts,
+            "surprise_last": f"{window[-1]:.4f}" if window else "nan",
+            "surprise_window_mean": f"{np.mean(window):.4f}" if window else "nan",
+            "surprise_threshold": c.surprise_threshold,
+            "ignored_messages": self._ignored,
+            "last_error": self._last_error,
+            "execution_provider": self.runtime.providers["predictor.onnx"],
+        }
+        self._pub_diag.publish(
+            conv.diagnostic(
+                f"{self.get_name()}: forecast", level, message, values, self.get_clock().now().to_msg()
+            )
+        )
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(PredictorNode, "predictor_node", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

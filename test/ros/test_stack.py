@@ -1,0 +1,284 @@
+"""The ami_ros node graph as real processes over loopback DDS: sim_node -> encoder_node ->
+planner_node / predictor_node -> sim_node, with the shipped model.
+
+One graph serves the module; tests run in file order and each leaves the graph running and
+enabled. Stamps are wall time (sim_node `publish_clock` off), as on a robot without sim time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float32, Float64MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from ami_ros.ros.conversions import image_to_latent, numpy_to_image, to_seconds, to_time
+
+pytestmark = pytest.mark.ros
+
+ROBOT = "config/robots/tabletop_arm.yaml"
+JOINTS = ["joint1", "joint2", "joint3", "joint4"]
+LOWER, UPPER = np.array([-1.9, -2.4, -2.4, -2.0]), np.array([1.9, 2.4, 2.4, 2.0])
+MAX_STEP = 0.3  # safety.max_step of the robot config
+LATENT = (65, 16)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+BEST_EFFORT = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+@pytest.fixture(scope="module")
+def sim_node_params():
+    return {"publish_clock": False, "seed": 100_003}
+
+
+class Stack:
+    def __init__(self, ros, sim_node, start_node, tmp_path_factory) -> None:
+        self.ros, self.start_node = ros, start_node
+        self.goals = tmp_path_factory.mktemp("goals")
+        self.encoder = start_node("ami_ros.ros.encoder_node", {}, "encoder", ("--params-file", ROBOT))
+        self.predictor = start_node(
+            "ami_ros.ros.predictor_node", {"diagnostics_period": 0.5}, "predictor", ("--params-file", ROBOT)
+        )
+        self.planner = self.start_planner()
+        self.latents = ros.subscribe(Image, "ami/latent", keep=50)
+        self.camera = ros.subscribe(Image, "camera/image_raw", BEST_EFFORT, keep=50)
+        self.joints = ros.subscribe(JointState, "joint_states", keep=5)
+        self.commands = ros.subscribe(JointTrajectory, "arm_controller/joint_trajectory", keep=500)
+        self.progress = ros.subscribe(DiagnosticStatus, "ami/progress", keep=50)
+        self.diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics", keep=50)
+        self.estop = ros.node.create_publisher(Bool, "ami/estop", 10)
+        self.save_goal = ros.node.create_publisher(String, "ami/save_goal", 10)
+        self.goal_name = ros.node.create_publisher(String, "ami/goal_name", 10)
+        self.enable = ros.node.create_client(SetBool, "ami/enable")
+        ros.spin_until(lambda: self.state() == "planning", 90.0, "the planner to plan towards the sim's goal")
+
+    def start_planner(self, **params):
+        params = {"goal_memory_dir": str(self.goals), "diagnostics_period": 0.5, **params}
+        ros_args = ("--params-file", ROBOT, "-r", "ami/goal_image:=sim/goal_image")
+        return self.start_node("ami_ros.ros.planner_node", params, "planner", ros_args)
+
+    def send(self, publisher, msg) -> None:
+        """Publish once the planner subscribes (a message sent before discovery is lost)."""
+        self.ros.spin_until(publisher.get_subscription_count, 10.0, f"a subscriber on {publisher.topic_name}")
+        publisher.publish(msg)
+
+    def values(self) -> dict[str, str]:
+        self.progress.clear()
+        msg = self.ros.spin_until(lambda: self.progress and self.progress[-1], 10.0, "ami/progress")
+        return {kv.key: kv.value for kv in msg.values}
+
+    def state(self) -> str:
+        return self.values()["state"]
+
+    def positions(self) -> np.ndarray:
+        self.joints.clear()
+        msg = self.ros.spin_until(lambda: self.joints and self.joints[-1], 5.0, "joint_states")
+        by_name = dict(zip(msg.name, msg.position, strict=True))
+        return np.array([by_name[j] for j in JOINTS])
+
+    def diagnostic(self, prefix: str) -> DiagnosticStatus:
+        self.diagnostics.clear()
+
+        def find():
+            return next((s for m in self.diagnostics for s in m.status if s.name.startswith(prefix)), None)
+
+        return self.ros.spin_until(find, 10.0, f"/diagnostics from {prefix}")
+
+
+@pytest.fixture(scope="module")
+def stack(ros, sim_node, start_node, tmp_path_factory) -> Stack:
+    return Stack(ros, sim_node, start_node, tmp_path_factory)
+
+
+def test_latents_carry_the_camera_stamp_and_the_joint_state(stack: Stack) -> None:
+    stack.ros.spin_until(lambda: len(stack.latents) >= 10, 10.0, "10 latents")
+    camera_stamps = {to_seconds(m.header.stamp) for m in stack.camera}
+    latest = stack.latents[-1]
+    assert latest.encoding == "32FC1" and (latest.height, latest.width) == LATENT
+    assert to_seconds(latest.header.stamp) in camera_stamps or not camera_stamps
+    latent = image_to_latent(latest, LATENT)
+    assert np.all(np.isfinite(latent))
+    q = latent[-1, :4] * UPPER  # the proprio token: joints / limits
+    assert np.abs(q - stack.positions()).max() < 0.3  # the arm moves a little in between
+    assert stack.diagnostic("encoder_node").values  # reports, with its execution provider
+    status = {kv.key: kv.value for kv in stack.diagnostic("encoder_node").values}
+    assert status["execution_provider"] == "CPUExecutionProvider"
+
+
+def test_planner_commands_stay_within_the_safety_limits(stack: Stack) -> None:
+    stack.commands.clear()
+    stack.ros.spin_until(lambda: len(stack.commands) >= 15, 20.0, "15 planner commands")
+    for msg in stack.commands:
+        assert msg.joint_names == JOINTS and len(msg.points) == 1
+        target = np.array(msg.points[0].positions)
+        assert np.all(target >= LOWER) and np.all(target <= UPPER)
+        assert to_seconds(msg.points[0].time_from_start) == pytest.approx(0.1)
+    values = stack.values()
+    assert values["state"] == "planning" and np.isfinite(float(values["energy"]))
+    assert float(values["tick_ms_p50"]) > 0 and float(values["stamp_to_command_ms_p99"]) > 0
+    q, target = stack.positions(), np.array(stack.commands[-1].points[0].positions)
+    assert np.abs(target - q).max() <= MAX_STEP + 0.15  # one step from where the arm was, give or take
+
+
+def test_estop_holds_at_once_and_enable_resumes(stack: Stack) -> None:
+    stack.commands.clear()
+    stack.send(stack.estop, Bool(data=True))
+    stack.ros.spin_until(lambda: any(not m.points for m in stack.commands), 5.0, "a hold (empty trajectory)")
+    # a plan in flight when the e-stop came is void; the next tick reports the hold
+    stack.ros.spin_until(lambda: stack.values()["state"] == "disabled", 5.0, "the disabled state")
+    stack.commands.clear()
+    stack.ros.spin_for(1.0)
+    assert not [m for m in stack.commands if m.points], "commands were sent while e-stopped"
+    response = stack.ros.call(stack.enable, SetBool.Request(data=True))
+    assert response.success
+    stack.ros.spin_until(lambda: any(m.points for m in stack.commands), 5.0, "commands after re-enabling")
+
+
+def test_losing_the_latents_stops_the_robot(stack: Stack) -> None:
+    """With the encoder gone, the planner holds within max_age and sends nothing else."""
+    assert stack.encoder.stop() == 0
+    stack.ros.spin_until(
+        lambda: stack.values()["state"].startswith("latent stale"), 5.0, "a stale-latent hold"
+    )
+    assert any(not m.points for m in stack.commands[-20:]), "no hold was published"
+    stack.commands.clear()
+    stack.ros.spin_for(1.0)
+    assert not [m for m in stack.commands if m.points], "a stale plan kept being executed"
+    stack.encoder = stack.start_node("ami_ros.ros.encoder_node", {}, "encoder2", ("--params-file", ROBOT))
+    stack.ros.spin_until(lambda: stack.values()["state"] == "planning", 60.0, "planning once latents return")
+
+
+def test_goal_memory_survives_a_planner_restart(stack: Stack) -> None:
+    stack.send(stack.save_goal, String(data="here"))
+    stack.ros.spin_until(lambda: (stack.goals / "here.npz").is_file(), 5.0, "the goal file")
+    assert stack.planner.stop() == 0
+    stack.planner = stack.start_planner()
+    stack.ros.spin_until(lambda: stack.values()["state"] == "planning", 60.0, "the new planner to plan")
+    stack.send(stack.goal_name, String(data="nowhere"))  # unknown: an error, the current goal stays
+    stack.send(stack.goal_name, String(data="here"))
+    stack.ros.spin_until(lambda: stack.values()["goal"] == "here", 5.0, "the remembered goal")
+    assert "no goal named 'nowhere'" in stack.planner.log()
+    stack.send(stack.goal_name, String(data=""))  # no goal: hold
+    stack.ros.spin_until(lambda: stack.values()["state"] == "no goal", 5.0, "a no-goal hold")
+
+
+def test_predictor_forecasts_the_commands_sent_and_reports_surprise(stack: Stack) -> None:
+    forecasts = stack.ros.subscribe(Image, "ami/forecast", keep=50)
+    surprise = stack.ros.subscribe(Float32, "ami/surprise", keep=50)
+    reply = stack.ros.call(stack.ros.node.create_client(Trigger, "sim/reset"), Trigger.Request())
+    assert reply.success  # a new episode: a new goal image, and the planner moves again
+    stack.ros.spin_until(lambda: len(forecasts) >= 5 and len(surprise) >= 5, 15.0, "forecasts and surprise")
+    latent_stamps = [to_seconds(m.header.stamp) for m in stack.latents]
+    for msg in forecasts:
+        image_to_latent(msg, LATENT)  # the latent layout
+        # a forecast is stamped one control period after a latent it was made from
+        assert min(abs(to_seconds(msg.header.stamp) - 0.1 - s) for s in latent_stamps) < 1e-6
+    assert all(np.isfinite(m.data) and m.data >= 0 for m in surprise)
+    status = stack.diagnostic("predictor_node")
+    assert status.level == DiagnosticStatus.OK, status.message  # the sim behaves as the model expects
+
+
+def test_sustained_surprise_raises_a_diagnostics_warning(stack: Stack) -> None:
+    strict = stack.start_node(
+        "ami_ros.ros.predictor_node",
+        {"surprise_threshold": 1e-9, "surprise_window": 3, "diagnostics_period": 0.3},
+        "strict_predictor",
+        ("--params-file", ROBOT, "-r", "__node:=strict_predictor"),
+    )
+    stack.diagnostics.clear()
+
+    def warned():
+        return any(
+            s.name.startswith("strict_predictor") and s.level == DiagnosticStatus.WARN
+            for m in stack.diagnostics
+            for s in m.status
+        )
+
+    stack.ros.spin_until(warned, 20.0, "a surprise warning")
+    assert strict.stop() == 0
+
+
+def test_bad_frames_are_dropped_with_a_reason_and_other_encodings_work(stack: Stack, start_node) -> None:
+    """A second encoder in its own namespace, fed by the test: bgr8 and mono8 of any size encode;
+    rgba8 is refused in /diagnostics; a frame with no joint state near its stamp is not encoded."""
+    enc = start_node(
+        "ami_ros.ros.encoder_node", {"diagnostics_period": 0.3}, "encoder_ns", ("-r", "__ns:=/probe")
+    )
+    node = stack.ros.node
+    images = node.create_publisher(Image, "/probe/camera/image_raw", 10)
+    joints = node.create_publisher(JointState, "/probe/joint_states", 10)
+    latents = stack.ros.subscribe(Image, "/probe/ami/latent", keep=20)
+    stack.ros.spin_until(lambda: images.get_subscription_count() > 0, 30.0, "the probe encoder")
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+
+    def send(pixels: np.ndarray, encoding: str, t: float, with_joints: bool = True) -> None:
+        if with_joints:
+            joints.publish(JointState(header=_header(t), name=JOINTS[::-1], position=[0.1, 0.2, 0.3, 0.4]))
+            stack.ros.spin_for(0.05)
+        images.publish(numpy_to_image(pixels, to_time(t), "cam", encoding))
+
+    def encode(pixels: np.ndarray, encoding: str, t: float) -> np.ndarray:
+        latents.clear()
+        for _ in range(20):  # the first messages may precede discovery
+            send(pixels, encoding, t)
+            stack.ros.spin_for(0.2)
+            if latents:
+                return image_to_latent(latents[-1], LATENT)
+        pytest.fail(f"no latent for a {encoding} frame")
+
+    got = {
+        "rgb8": encode(rgb, "rgb8", 1.0),
+        "bgr8": encode(np.ascontiguousarray(rgb[..., ::-1]), "bgr8", 2.0),
+        "mono8": encode(rgb[..., 1].copy(), "mono8", 3.0),
+    }
+    assert np.allclose(got["rgb8"], got["bgr8"], atol=1e-5)
+    assert np.allclose(got["rgb8"][-1, :4] * UPPER, [0.4, 0.3, 0.2, 0.1], atol=1e-5)  # matched by name
+    assert not np.allclose(got["rgb8"], got["mono8"])
+
+    latents.clear()
+    bad = Image(encoding="rgba8", height=4, width=4, step=16, data=bytes(64))
+    bad.header = _header(10.0)
+    joints.publish(JointState(header=_header(10.0), name=JOINTS, position=[0.0] * 4))
+    stack.ros.spin_for(0.1)
+    images.publish(bad)
+    send(rgb, "rgb8", 50.0, with_joints=False)  # no joint state within max_skew of t = 50 s
+    stack.diagnostics.clear()
+
+    def refused():
+        for m in stack.diagnostics:
+            for s in m.status:
+                v = {kv.key: kv.value for kv in s.values}
+                if s.name.startswith("encoder_node") and "rgba8" in v.get("last_error", ""):
+                    return v
+        return None
+
+    values = stack.ros.spin_until(refused, 10.0, "the rgba8 refusal in /diagnostics")
+    assert "unsupported image encoding 'rgba8'" in values["last_error"]
+    assert not latents, "a refused or unpaired frame was encoded"
+    enc.check_alive()
+
+
+def _header(t: float):
+    from std_msgs.msg import Header
+
+    return Header(stamp=to_time(t), frame_id="cam")
+
+
+def test_forward_command_interface(stack: Stack) -> None:
+    """The same planner drives a forward_command_controller: Float64MultiArray in joint order."""
+    assert stack.planner.stop() == 0
+    forward = stack.ros.subscribe(Float64MultiArray, "forward_position_controller/commands", keep=50)
+    stack.planner = stack.start_planner(command_interface="forward")
+    stack.send(stack.goal_name, String(data="here"))
+    stack.ros.spin_until(lambda: len(forward) >= 5, 60.0, "5 forward commands")
+    for msg in forward:
+        target = np.array(msg.data)
+        assert target.shape == (4,) and np.all(target >= LOWER) and np.all(target <= UPPER)
