@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from ami_ros.config import PlannerConfig
+
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     """This process's environment, confined to loopback DDS on its own domain.
@@ -112,15 +114,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ami_ros.config import EvalConfig, PlannerConfig
+    from ami_ros.config import EvalConfig
     from ami_ros.eval import closed_loop as cl
     from ami_ros.runtime import load_model
 
     runtime = load_model(args.model, intra_op_threads=args.threads)
-    planner = PlannerConfig(horizon=runtime.horizon)  # the fused cost graph's horizon is fixed at export
+    planner = PlannerConfig(  # the fused cost graph's horizon is fixed at export
+        method=args.method, samples=args.samples, iterations=args.iterations, horizon=runtime.horizon,
+        elites=min(PlannerConfig.elites, args.samples),
+    )  # fmt: skip
     cfg = EvalConfig(
-        task=args.task, episodes=args.episodes, seed=args.seed, max_steps=args.steps, planner=planner
-    )
+        task=args.task, episodes=args.episodes, seed=args.seed, max_steps=args.steps, planner=planner,
+        cost_weights=tuple(args.weights) if args.weights else None,
+    )  # fmt: skip
     report = cl.evaluate_policy(cl.world_model_policy(runtime, cfg, args.seed), cfg)
     report["providers"] = sorted(set(runtime.providers.values()))
     random_actions = cl.random_policy(runtime.action_limits, args.seed)
@@ -128,6 +134,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.task == "reach":
         privileged = cl.privileged_reach_policy(cfg, runtime.action_limits, args.seed)
         report["baselines"]["privileged_true_joint_state"] = cl.evaluate_policy(privileged, cfg)
+    elif args.privileged_push:
+        privileged = cl.privileged_push_policy(cfg, runtime.action_limits, args.seed)
+        report["baselines"]["privileged_true_sim_state"] = cl.evaluate_policy(privileged, cfg)
     if args.json:
         print(json.dumps(report))
     else:
@@ -210,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=60, help="control ticks per episode")
     ev.add_argument("--model", default="models/tabletop_arm")
     ev.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
+    ev.add_argument("--method", choices=("cem", "mppi"), default=PlannerConfig.method)
+    ev.add_argument(
+        "--samples", type=int, default=PlannerConfig.samples, help="action sequences per iteration"
+    )
+    ev.add_argument(
+        "--iterations", type=int, default=PlannerConfig.iterations, help="CEM/MPPI iterations per tick"
+    )
+    ev.add_argument("--weights", type=float, nargs=3, help="rollout-cost weights (default: the manifest's)")
+    ev.add_argument(
+        "--privileged-push", action="store_true",
+        help="push: also run CEM on the true simulator state (slow: ~0.1 s a tick)",
+    )  # fmt: skip
     ev.add_argument("--json", action="store_true", help="one JSON object on one line")
     ev.set_defaults(func=cmd_eval)
 

@@ -262,7 +262,8 @@ def run_demo(
         "episodes": [
             {"task": ep.task, "seed": ep.seed, "start_m": round(ep.start_m, 4),
              "final_m": round(ep.final_m, 4), "min_m": round(ep.min_m, 4), "success": ep.final_m < success_m,
-             "planner_declared_reached": ep.reached_by_planner, "ticks": len(ep.tick_ms)}
+             "planner_declared_reached": ep.reached_by_planner, "ticks": len(ep.tick_ms),
+             "tick_ms": ep.tick_ms, "stamp_to_command_ms": ep.latency_ms}
             for ep in results
         ],
         "run_folder": str(out),

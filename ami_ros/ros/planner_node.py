@@ -65,6 +65,7 @@ GOAL_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class PlannerNode(Node):
@@ -105,6 +106,7 @@ class PlannerNode(Node):
         self.energy = float("nan")
         self.steps = 0
         self._holding = False
+        self._last_tick = -np.inf  # node-clock time of the last tick
         self._received: dict[str, float] = {}  # topic -> node-clock time of the last valid message
         self._tick_ms: deque[float] = deque(maxlen=500)
         self._latency_ms: deque[float] = deque(maxlen=500)
@@ -119,16 +121,21 @@ class PlannerNode(Node):
             )
         self._pub_progress = self.create_publisher(DiagnosticStatus, "ami/progress", 10)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "ami/latent", self._on_latent, 10)
+        # Ticks are driven by arriving latents (a plan starts as soon as the newest frame is
+        # encoded, not at the next timer beat) and by a timer when no latent drives them (so
+        # stale inputs are noticed). Both are in one group, so ticks never overlap; the other
+        # callbacks run beside them (MultiThreadedExecutor); `_lock` guards what they share.
+        tick_group = MutuallyExclusiveCallbackGroup()
+        # Depth 1, best effort: after a long tick the next one starts from the newest latent, not
+        # from a queue of latents that arrived while it planned.
+        self.create_subscription(Image, "ami/latent", self._on_latent, LATEST_QOS, callback_group=tick_group)
         self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
         self.create_subscription(Image, "ami/goal_image", self._on_goal_image, GOAL_QOS)
         self.create_subscription(String, "ami/goal_name", self._on_goal_name, 10)
         self.create_subscription(String, "ami/save_goal", self._on_save_goal, 10)
         self.create_subscription(Bool, "ami/estop", self._on_estop, 10)
         self.create_service(SetBool, "ami/enable", self._on_enable)
-        # The tick runs in its own group, so inputs keep arriving while it plans (the node is spun
-        # by a MultiThreadedExecutor); `_lock` guards what the tick and the input callbacks share.
-        self.create_timer(c.control_period, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(c.control_period, self._on_timer, callback_group=tick_group)
         self.create_timer(c.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(
             f"planning with {planner_cfg.method} ({planner_cfg.samples} samples x {planner_cfg.iterations} "
@@ -156,6 +163,16 @@ class PlannerNode(Node):
             return self._error("ami/latent ignored: non-finite values")
         with self._lock:
             self.latents.add(conv.to_seconds(msg.header.stamp), latent)
+        if self._due(0.8):  # a control period has (nearly) passed: with a 30 Hz camera, every third latent
+            self._tick()
+
+    def _on_timer(self) -> None:
+        if self._due(1.0):
+            self._tick()  # no latent drove a tick for a period: the tick's checks hold the arm
+
+    def _due(self, fraction: float) -> bool:
+        elapsed = self._now() - self._last_tick
+        return elapsed >= fraction * self.config.control_period or elapsed < 0  # < 0: the clock jumped back
 
     def _on_joints(self, msg: JointState) -> None:
         try:
@@ -223,6 +240,7 @@ class PlannerNode(Node):
     # ------------------------------------------------------------------ control tick
     def _tick(self) -> None:
         t0, now, c = time.perf_counter(), self._now(), self.config
+        self._last_tick = now
         with self._lock:  # one consistent snapshot of the inputs
             enabled, goal, changed = self.enabled, self.goal, self._goal_changed
             self._goal_changed = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import rclpy
@@ -35,7 +36,10 @@ def spin_node(
         pass
     except Exception:
         # Ctrl-C shuts the context down from a signal handler, so a callback running at that
-        # moment fails to publish: that is a clean shutdown. Anything else is a real error.
+        # moment fails to publish, and a SIGINT landing inside a C++ call (taking a message)
+        # surfaces as a RuntimeError just before the shutdown: both are clean shutdowns, told
+        # apart from real errors by the context being down a moment later.
+        time.sleep(0.2)
         if rclpy.ok():
             raise
     finally:

@@ -47,7 +47,13 @@ class NodeProcess:
         for key, value in params.items():
             args += ["-p", f"{key}:={_param_text(value)}"]
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, **ROS_ENV, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **ROS_ENV,
+            "PYTHONPATH": pythonpath,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",
+        }
         with open(log_path, "wb") as log:
             self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 

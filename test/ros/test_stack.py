@@ -48,8 +48,8 @@ class Stack:
             "ami_ros.ros.predictor_node", {"diagnostics_period": 0.5}, "predictor", ("--params-file", ROBOT)
         )
         self.planner = self.start_planner()
-        self.latents = ros.subscribe(Image, "ami/latent", keep=50)
-        self.camera = ros.subscribe(Image, "camera/image_raw", BEST_EFFORT, keep=50)
+        self.latents = ros.subscribe(Image, "ami/latent", keep=600)  # 20 s at 30 Hz
+        self.camera = ros.subscribe(Image, "camera/image_raw", BEST_EFFORT, keep=600)
         self.joints = ros.subscribe(JointState, "joint_states", keep=5)
         self.commands = ros.subscribe(JointTrajectory, "arm_controller/joint_trajectory", keep=500)
         self.progress = ros.subscribe(DiagnosticStatus, "ami/progress", keep=50)
@@ -64,6 +64,11 @@ class Stack:
         params = {"goal_memory_dir": str(self.goals), "diagnostics_period": 0.5, **params}
         ros_args = ("--params-file", ROBOT, "-r", "ami/goal_image:=sim/goal_image")
         return self.start_node("ami_ros.ros.planner_node", params, "planner", ros_args)
+
+    def reset_sim(self) -> None:
+        """A new episode: a goal image the arm is not at, so the planner moves the arm again."""
+        client = self.ros.node.create_client(Trigger, "sim/reset")
+        assert self.ros.call(client, Trigger.Request()).success
 
     def send(self, publisher, msg) -> None:
         """Publish once the planner subscribes (a message sent before discovery is lost)."""
@@ -114,21 +119,28 @@ def test_latents_carry_the_camera_stamp_and_the_joint_state(stack: Stack) -> Non
 
 
 def test_planner_commands_stay_within_the_safety_limits(stack: Stack) -> None:
+    stack.reset_sim()
     stack.commands.clear()
-    stack.ros.spin_until(lambda: len(stack.commands) >= 15, 20.0, "15 planner commands")
-    for msg in stack.commands:
+    values = stack.ros.spin_until(
+        lambda: (v := stack.values())["state"] == "planning" and v, 10.0, "planning towards the new goal"
+    )
+    assert np.isfinite(float(values["energy"])) and float(values["tick_ms_p50"]) > 0
+    assert float(values["stamp_to_command_ms_p99"]) > 0
+    moves = lambda: [m for m in stack.commands if m.points]  # noqa: E731 - empty ones are holds
+    stack.ros.spin_until(lambda: len(moves()) >= 5, 20.0, "5 planner commands")
+    q = stack.positions()
+    for msg in moves():
         assert msg.joint_names == JOINTS and len(msg.points) == 1
         target = np.array(msg.points[0].positions)
         assert np.all(target >= LOWER) and np.all(target <= UPPER)
         assert to_seconds(msg.points[0].time_from_start) == pytest.approx(0.1)
-    values = stack.values()
-    assert values["state"] == "planning" and np.isfinite(float(values["energy"]))
-    assert float(values["tick_ms_p50"]) > 0 and float(values["stamp_to_command_ms_p99"]) > 0
-    q, target = stack.positions(), np.array(stack.commands[-1].points[0].positions)
+    target = np.array(moves()[-1].points[0].positions)
     assert np.abs(target - q).max() <= MAX_STEP + 0.15  # one step from where the arm was, give or take
 
 
 def test_estop_holds_at_once_and_enable_resumes(stack: Stack) -> None:
+    stack.reset_sim()
+    stack.ros.spin_until(lambda: stack.values()["state"] == "planning", 10.0, "planning")
     stack.commands.clear()
     stack.send(stack.estop, Bool(data=True))
     stack.ros.spin_until(lambda: any(not m.points for m in stack.commands), 5.0, "a hold (empty trajectory)")
@@ -144,6 +156,8 @@ def test_estop_holds_at_once_and_enable_resumes(stack: Stack) -> None:
 
 def test_losing_the_latents_stops_the_robot(stack: Stack) -> None:
     """With the encoder gone, the planner holds within max_age and sends nothing else."""
+    stack.reset_sim()
+    stack.ros.spin_until(lambda: stack.values()["state"] == "planning", 10.0, "planning")
     assert stack.encoder.stop() == 0
     stack.ros.spin_until(
         lambda: stack.values()["state"].startswith("latent stale"), 5.0, "a stale-latent hold"
@@ -161,7 +175,7 @@ def test_goal_memory_survives_a_planner_restart(stack: Stack) -> None:
     stack.ros.spin_until(lambda: (stack.goals / "here.npz").is_file(), 5.0, "the goal file")
     assert stack.planner.stop() == 0
     stack.planner = stack.start_planner()
-    stack.ros.spin_until(lambda: stack.values()["state"] == "planning", 60.0, "the new planner to plan")
+    stack.ros.spin_until(lambda: stack.values()["goal"].startswith("image@"), 60.0, "the new planner's goal")
     stack.send(stack.goal_name, String(data="nowhere"))  # unknown: an error, the current goal stays
     stack.send(stack.goal_name, String(data="here"))
     stack.ros.spin_until(lambda: stack.values()["goal"] == "here", 5.0, "the remembered goal")
@@ -173,10 +187,10 @@ def test_goal_memory_survives_a_planner_restart(stack: Stack) -> None:
 def test_predictor_forecasts_the_commands_sent_and_reports_surprise(stack: Stack) -> None:
     forecasts = stack.ros.subscribe(Image, "ami/forecast", keep=50)
     surprise = stack.ros.subscribe(Float32, "ami/surprise", keep=50)
-    reply = stack.ros.call(stack.ros.node.create_client(Trigger, "sim/reset"), Trigger.Request())
-    assert reply.success  # a new episode: a new goal image, and the planner moves again
+    stack.reset_sim()
     stack.ros.spin_until(lambda: len(forecasts) >= 5 and len(surprise) >= 5, 15.0, "forecasts and surprise")
     latent_stamps = [to_seconds(m.header.stamp) for m in stack.latents]
+    assert to_seconds(forecasts[0].header.stamp) - 0.1 >= latent_stamps[0]  # all sources still kept
     for msg in forecasts:
         image_to_latent(msg, LATENT)  # the latent layout
         # a forecast is stamped one control period after a latent it was made from
@@ -249,6 +263,7 @@ def test_bad_frames_are_dropped_with_a_reason_and_other_encodings_work(stack: St
     joints.publish(JointState(header=_header(10.0), name=JOINTS, position=[0.0] * 4))
     stack.ros.spin_for(0.1)
     images.publish(bad)
+    stack.ros.spin_for(0.5)  # depth 1: a newer frame would replace it before the encoder takes it
     send(rgb, "rgb8", 50.0, with_joints=False)  # no joint state within max_skew of t = 50 s
     stack.diagnostics.clear()
 
@@ -276,8 +291,8 @@ def test_forward_command_interface(stack: Stack) -> None:
     """The same planner drives a forward_command_controller: Float64MultiArray in joint order."""
     assert stack.planner.stop() == 0
     forward = stack.ros.subscribe(Float64MultiArray, "forward_position_controller/commands", keep=50)
+    stack.reset_sim()  # a goal image the arm is not at yet
     stack.planner = stack.start_planner(command_interface="forward")
-    stack.send(stack.goal_name, String(data="here"))
     stack.ros.spin_until(lambda: len(forward) >= 5, 60.0, "5 forward commands")
     for msg in forward:
         target = np.array(msg.data)

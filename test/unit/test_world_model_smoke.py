@@ -100,13 +100,14 @@ def test_runtime_matches_torch_on_heldout_frames(trained):
     actions = rng.uniform(-rt.action_limits, rt.action_limits, (n, rt.horizon, 4)).astype(np.float32)
     cost = rt.rollout_cost(lat[:2], lat[3], q_est[3], actions, weights=[1.0, 0.5, 1.0])
     assert cost.shape == (n,) and np.isfinite(cost).all()
-    # the fused graph equals predict + the documented formula
-    final, final_q = (x[:, -1] for x in rt.predict(lat[:2][None], actions))
+    # the fused graph equals predict + the documented formula (a stage cost on the joints)
+    path, path_q = rt.predict(lat[:2][None], actions)
+    final = path[:, -1]
     d = final[:, :-1] - lat[3, :-1]
     g = 4
     pooled = d.reshape(n, g // 2, 2, g // 2, 2, -1).mean(axis=(2, 4))
     expected = (d**2).mean((1, 2)) + 0.5 * (pooled**2).mean((1, 2, 3))
-    expected += (((final_q - q_est[3]) / rt.joint_limits) ** 2).mean(1)
+    expected += (((path_q - q_est[3]) / rt.joint_limits) ** 2).mean((1, 2))
     np.testing.assert_allclose(cost, expected, rtol=1e-4, atol=1e-6)
 
 
@@ -166,3 +167,33 @@ def test_ddp_training_under_torchrun_writes_from_rank_zero_only(trained, tmp_pat
     assert out.stdout.count("checkpoint: ") == 1  # only rank 0 reports and writes
     ckpt = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == trained["cfg"].train.steps
+
+
+def test_train_pose_fits_a_pose_network_and_exports_it(trained, tmp_path):
+    """`ami-ros train-pose` adds the pixel pose network to a trained model, leaving the latent and
+    predictor as they were; its export reads the joints from pixels, in parity with torch."""
+    run, bags = trained["out"] / "train", trained["out"] / "bags"
+    args = ["train-pose", "--checkpoint", str(run / "checkpoint.pt"), "--data", str(bags)]
+    assert cli.main([*args, "--out", str(tmp_path / "pose"), "--epochs", "2"]) == 0
+    ckpt = torch.load(tmp_path / "pose" / "checkpoint.pt", weights_only=True)
+    assert ckpt["config"]["model"]["pose_channels"] == [32, 64, 96, 128]
+    assert "train-pose" in ckpt["command"] and len(ckpt["pose_training"]["history"]) == 2
+    before, _, _ = load_checkpoint(run / "checkpoint.pt")
+    after, _, _ = load_checkpoint(tmp_path / "pose" / "checkpoint.pt")
+    for name, value in before.predictor.state_dict().items():
+        assert torch.equal(value, after.predictor.state_dict()[name]), name
+    assert torch.equal(before.encoder.patch[0].weight, after.encoder.patch[0].weight)
+
+    export = ["export", "--checkpoint", str(tmp_path / "pose" / "checkpoint.pt"), "--data", str(bags)]
+    assert cli.main([*export, "--out", str(tmp_path / "model")]) == 0
+    rt = load_model(tmp_path / "model", expected_joint_names=JOINTS)
+    ep = trained["episodes"][0]
+    lat, q_est = rt.encode_batch(ep["frames"][:4], ep["joints"][:4])
+    with torch.no_grad():
+        q_t = after.encoder.pose(torch.from_numpy(ep["frames"][:4])).numpy()
+        lat_before, _ = before.encoder(torch.from_numpy(ep["frames"][:4]), torch.from_numpy(ep["joints"][:4]))
+    np.testing.assert_allclose(q_est, q_t, atol=1e-4)
+    np.testing.assert_allclose(lat, lat_before.numpy(), atol=1e-4)  # the latent is untouched
+    manifest = yaml.safe_load((tmp_path / "model" / "manifest.yaml").read_text())
+    assert manifest["model_config"]["pose_channels"] == [32, 64, 96, 128]
+    assert "pose_training" in manifest["metrics"]
