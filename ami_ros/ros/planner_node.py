@@ -107,7 +107,6 @@ class PlannerNode(Node):
         self.steps = 0
         self._holding = False
         self._last_tick = -np.inf  # node-clock time of the last tick
-        self._received: dict[str, float] = {}  # topic -> node-clock time of the last valid message
         self._tick_ms: deque[float] = deque(maxlen=500)
         self._latency_ms: deque[float] = deque(maxlen=500)
         self._interventions = 0

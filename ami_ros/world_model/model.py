@@ -276,7 +276,9 @@ class WorldModel(nn.Module):
         h = t - k
         z, q_est = self.encoder(frames.flatten(0, 1), joints.flatten(0, 1))
         z, q_est = z.view(b, t, *z.shape[1:]), q_est.view(b, t, -1)
-        q_tok = q_est if self.encoder.pose_net is None else self.encoder.joints_from_tokens(z[:, :, :-1])
+        q_tok = q_est
+        if self.encoder.pose_net is not None:  # the token joint head, trained as an auxiliary
+            q_tok = self.encoder.joints_from_tokens(z[:, :, :-1].flatten(0, 1)).view(b, t, -1)
         hist = torch.stack([z[:, i : i + k] for i in range(h)], dim=1)  # (B, H, K, N+1, D)
         teacher = self.predictor(hist.flatten(0, 1), actions[:, k - 1 :].flatten(0, 1))
         rollout = self.predictor.rollout(z[:, :k], actions[:, k - 1 :])

@@ -85,6 +85,26 @@ def test_training_pass_and_losses_are_finite_and_backpropagate():
     assert m.predictor.out.weight.grad.abs().sum() > 0
 
 
+def test_pose_network_gives_the_joint_estimate_and_both_heads_are_trained():
+    cfg = dataclasses.replace(TINY, pose_channels=(8, 8))
+    torch.manual_seed(0)
+    m = WorldModel(cfg)
+    t = cfg.history + cfg.horizon
+    frames = torch.randint(0, 256, (2, t, 32, 32, 3), dtype=torch.uint8)
+    joints, actions = torch.randn(2, t, 4) * 0.5, torch.randn(2, t - 1, 4) * 0.1
+    out = m(frames, joints, actions)
+    with torch.no_grad():
+        np.testing.assert_allclose(out["joints_est"][0], m.encoder.pose(frames[0]), atol=1e-6)
+        tgt, _ = m.encoder(frames[:, 1:].flatten(0, 1), joints[:, 1:].flatten(0, 1))
+    assert not torch.allclose(out["joints_est"], out["joints_tokens"])
+    terms = jepa_losses(out, tgt.view(2, cfg.horizon + 1, 17, 8), joints, m.encoder.limits, cfg.history)
+    terms["joints"].backward()
+    assert m.encoder.pose_net.head[0].weight.grad.abs().sum() > 0
+    assert m.encoder.joint_head[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="pose_channels"):
+        dataclasses.replace(TINY, pose_channels=(8,) * 6)  # 32 px cannot halve 6 times
+
+
 def test_vicreg_penalises_collapse():
     collapsed = torch.zeros(100, 8) + 0.01 * torch.randn(100, 8)
     spread = torch.randn(100, 8)
