@@ -104,16 +104,17 @@ def stack(ros, sim_node, start_node, tmp_path_factory) -> Stack:
 
 
 def test_latents_carry_the_camera_stamp_and_the_joint_state(stack: Stack) -> None:
-    stack.ros.spin_until(lambda: len(stack.latents) >= 10, 10.0, "10 latents")
+    stack.ros.spin_until(lambda: len(stack.latents) >= 10 and len(stack.camera) >= 10, 10.0, "latents")
     camera_stamps = {to_seconds(m.header.stamp) for m in stack.camera}
+    latent_stamps = [to_seconds(m.header.stamp) for m in stack.latents]
+    # the test's best-effort camera subscription may miss frames, so not every latent finds its own
+    assert sum(t in camera_stamps for t in latent_stamps) >= 5, "latents do not carry frame stamps"
     latest = stack.latents[-1]
     assert latest.encoding == "32FC1" and (latest.height, latest.width) == LATENT
-    assert to_seconds(latest.header.stamp) in camera_stamps or not camera_stamps
     latent = image_to_latent(latest, LATENT)
     assert np.all(np.isfinite(latent))
     q = latent[-1, :4] * UPPER  # the proprio token: joints / limits
     assert np.abs(q - stack.positions()).max() < 0.3  # the arm moves a little in between
-    assert stack.diagnostic("encoder_node").values  # reports, with its execution provider
     status = {kv.key: kv.value for kv in stack.diagnostic("encoder_node").values}
     assert status["execution_provider"] == "CPUExecutionProvider"
 
