@@ -138,11 +138,12 @@ def save_energy_plot(path: Path, episodes: list[Episode], threshold: float) -> N
     draw = ImageDraw.Draw(img)
     series = [(ep, np.array(ep.energy)) for ep in episodes if len(ep.energy) > 1]
     values = np.concatenate([s[:, 1] for _, s in series] + [np.array([threshold])])
-    lo, hi = np.log10(max(values.min(), 1e-4)), np.log10(max(values.max(), 1e-3))
+    lo = np.log10(max(min(values.min(), threshold) / 3, 1e-8))  # the threshold line stays visible
+    hi = np.log10(max(values.max(), 10**lo * 10))
     t_max = max(float(s[-1, 0]) for _, s in series) if series else 1.0
 
     def xy(t: float, e: float) -> tuple[float, float]:
-        y = (np.log10(max(e, 1e-4)) - lo) / max(hi - lo, 1e-6)
+        y = (np.log10(max(e, 10**lo)) - lo) / max(hi - lo, 1e-6)
         return m + (w - 2 * m) * t / max(t_max, 1e-6), h - m - (h - 2 * m) * y
 
     draw.rectangle([m, m, w - m, h - m], outline="black")
@@ -156,7 +157,8 @@ def save_energy_plot(path: Path, episodes: list[Episode], threshold: float) -> N
         "planner energy over time (log scale): blue reach, red push, grey success threshold",
         fill="black",
     )
-    draw.text((m, h - m + 10), f"0 s{' ' * 120}{t_max:.1f} s", fill="black")
+    draw.text((m, h - m + 10), "0 s", fill="black")
+    draw.text((w - m - 30, h - m + 10), f"{t_max:.1f} s", fill="black")
     draw.text((5, m), f"{10**hi:.3g}", fill="black")
     draw.text((5, h - m - 10), f"{10**lo:.3g}", fill="black")
     img.save(path)
