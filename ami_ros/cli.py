@@ -116,9 +116,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ami_ros.config import EvalConfig
     from ami_ros.eval import closed_loop as cl
-    from ami_ros.runtime import load_model
+    from ami_ros.runtime import default_model_dir, load_model
 
-    runtime = load_model(args.model, intra_op_threads=args.threads)
+    runtime = load_model(args.model or default_model_dir(), intra_op_threads=args.threads)
     planner = PlannerConfig(  # the fused cost graph's horizon is fixed at export
         method=args.method, samples=args.samples, iterations=args.iterations, horizon=runtime.horizon,
         elites=min(PlannerConfig.elites, args.samples),
@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=50)
     ev.add_argument("--seed", type=int, default=100_000, help="first episode seed (training used 0..)")
     ev.add_argument("--steps", type=int, default=60, help="control ticks per episode")
-    ev.add_argument("--model", default="models/tabletop_arm")
+    ev.add_argument("--model", help="model directory (default: the shipped tabletop_arm)")
     ev.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
     ev.add_argument("--method", choices=("cem", "mppi"), default=PlannerConfig.method)
     ev.add_argument(
