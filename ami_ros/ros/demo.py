@@ -31,7 +31,10 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from ami_ros.config import SimConfig
+from ami_ros.eval.closed_loop import task_distance
 from ami_ros.ros import conversions as conv
+from ami_ros.sim import ArmSim
 
 ROOT = Path(__file__).resolve().parents[2]
 LATCHED = QoSProfile(
@@ -192,6 +195,7 @@ def run_demo(
     ]  # fmt: skip
     rclpy.init()
     node = Driver()
+    reference = ArmSim(SimConfig())  # the same deterministic episodes: their start distances
     results: list[Episode] = []
     try:
         if not node.spin_until(lambda: node.progress and node.sim_params.service_is_ready(), 90.0):
@@ -202,10 +206,10 @@ def run_demo(
                 ep = Episode(seed + len(results) + 1, task)
                 old_goal = node.progress.get("goal")
                 node.reset(ep.seed, task)
+                reference.reset(ep.seed, task)
+                ep.start_m = task_distance(reference)
                 if not node.spin_until(lambda g=old_goal: node.progress.get("goal") not in (g, ""), 10.0):
                     raise RuntimeError("the planner did not take the new goal image")
-                node.spin_until(lambda: False, 0.2)  # poses of the reset state
-                ep.start_m = node.distance(task)
                 node.progress_log.clear()
                 node.recording = ep.frames if i == 0 else None
                 t0 = time.monotonic()
@@ -236,6 +240,7 @@ def run_demo(
                     save_gif(out / f"{task}_episode.gif", ep.frames[::3], node.goal_image)
         save_energy_plot(out / "energy.png", results, threshold)
     finally:
+        reference.close()
         node.destroy_node()
         rclpy.try_shutdown()
         for p in procs:
