@@ -438,7 +438,6 @@ class TrainRunConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
-# ---------------------------------------------------------------------------- planning and safety
 @dataclasses.dataclass(frozen=True)
 class PoseTrainConfig:
     """`ami-ros train-pose`: fit the encoder's pixel pose network on a trained world model.
@@ -468,6 +467,7 @@ class PoseTrainConfig:
             raise ConfigError("epochs, batch_size and lr must be positive, weight_decay >= 0")
 
 
+# ---------------------------------------------------------------------------- planning and safety
 @dataclasses.dataclass(frozen=True)
 class PlannerConfig:
     """Sampling-based MPC in latent space (`ami_ros.core.planner`)."""

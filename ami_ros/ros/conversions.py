@@ -115,14 +115,17 @@ def latent_to_image(latent: np.ndarray, header: Header) -> Image:
 
 
 def image_to_latent(msg: Image, shape: tuple[int, int]) -> np.ndarray:
-    """32FC1 sensor_msgs/Image -> (L, D) float32 copy; raises ValueError unless it is `shape`."""
+    """32FC1 sensor_msgs/Image -> (L, D) float32 copy; raises ValueError unless it is `shape` and finite."""
     if msg.encoding != "32FC1" or (msg.height, msg.width) != tuple(shape) or msg.step != 4 * msg.width:
         raise ValueError(
             f"latent must be 32FC1 {shape[0]}x{shape[1]} (step {4 * shape[1]}), got {msg.encoding} "
             f"{msg.height}x{msg.width} (step {msg.step})"
         )
     dtype = ">f4" if msg.is_bigendian else "<f4"
-    return np.frombuffer(msg.data, dtype).reshape(shape).astype(np.float32)
+    latent = np.frombuffer(msg.data, dtype).reshape(shape).astype(np.float32)
+    if not np.all(np.isfinite(latent)):
+        raise ValueError("latent has non-finite values")
+    return latent
 
 
 def diagnostic(

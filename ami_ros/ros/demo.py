@@ -28,18 +28,16 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from ami_ros.config import SimConfig
 from ami_ros.eval.closed_loop import task_distance
 from ami_ros.ros import conversions as conv
+from ami_ros.ros import qos
 from ami_ros.sim import ArmSim
 
 ROOT = Path(__file__).resolve().parents[2]
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 CAMERA = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
@@ -75,9 +73,9 @@ class Driver(Node):
         for name in ("end_effector_pose", "object_pose"):
             self.create_subscription(PoseStamped, f"sim/{name}", lambda m, n=name: self._on_pose(n, m), 10)
         self.create_subscription(
-            PoseStamped, "sim/goal_pose", lambda m: self._on_pose("goal_pose", m), LATCHED
+            PoseStamped, "sim/goal_pose", lambda m: self._on_pose("goal_pose", m), qos.LATCHED
         )
-        self.create_subscription(Image, "sim/goal_image", self._on_goal_image, LATCHED)
+        self.create_subscription(Image, "sim/goal_image", self._on_goal_image, qos.LATCHED)
         self.create_subscription(Image, "camera/image_raw", self._on_image, CAMERA)
         self.sim_params = self.create_client(SetParametersAtomically, "sim_node/set_parameters_atomically")
 

@@ -23,19 +23,16 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
 from ami_ros.config import EncoderNodeConfig
 from ami_ros.core.buffers import JointStateBuffer
 from ami_ros.core.preprocess import resize_frame, to_rgb
 from ami_ros.ros import conversions as conv
+from ami_ros.ros import qos
 from ami_ros.ros.model_loading import load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
 from ami_ros.ros.spin import spin_node
-
-LATEST_FRAME_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class EncoderNode(Node):
@@ -51,8 +48,8 @@ class EncoderNode(Node):
         self._last_error = ""
         self._pub = self.create_publisher(Image, "ami/latent", 10)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "camera/image_raw", self._on_image, LATEST_FRAME_QOS)
-        self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
+        self.create_subscription(Image, "camera/image_raw", self._on_image, qos.LATEST)
+        self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR)
         self.create_timer(c.diagnostics_period, self._publish_diagnostics)
 
     def close(self) -> None:

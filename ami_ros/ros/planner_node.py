@@ -43,7 +43,6 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool
@@ -57,15 +56,10 @@ from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import resize_frame, to_rgb
 from ami_ros.core.safety import SafetyFilter
 from ami_ros.ros import conversions as conv
+from ami_ros.ros import qos
 from ami_ros.ros.model_loading import load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
 from ami_ros.ros.spin import spin_node
-
-GOAL_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
-SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-LATEST_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class PlannerNode(Node):
@@ -127,9 +121,9 @@ class PlannerNode(Node):
         tick_group = MutuallyExclusiveCallbackGroup()
         # Depth 1, best effort: after a long tick the next one starts from the newest latent, not
         # from a queue of latents that arrived while it planned.
-        self.create_subscription(Image, "ami/latent", self._on_latent, LATEST_QOS, callback_group=tick_group)
-        self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS)
-        self.create_subscription(Image, "ami/goal_image", self._on_goal_image, GOAL_QOS)
+        self.create_subscription(Image, "ami/latent", self._on_latent, qos.LATEST, callback_group=tick_group)
+        self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR)
+        self.create_subscription(Image, "ami/goal_image", self._on_goal_image, qos.LATCHED)
         self.create_subscription(String, "ami/goal_name", self._on_goal_name, 10)
         self.create_subscription(String, "ami/save_goal", self._on_save_goal, 10)
         self.create_subscription(Bool, "ami/estop", self._on_estop, 10)
@@ -158,8 +152,6 @@ class PlannerNode(Node):
             latent = conv.image_to_latent(msg, self.runtime.latent_shape)
         except ValueError as err:
             return self._error(f"ami/latent ignored: {err}")
-        if not np.all(np.isfinite(latent)):
-            return self._error("ami/latent ignored: non-finite values")
         with self._lock:
             self.latents.add(conv.to_seconds(msg.header.stamp), latent)
         if self._due(0.8):  # a control period has (nearly) passed: with a 30 Hz camera, every third latent

@@ -45,7 +45,7 @@ from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -55,15 +55,13 @@ from trajectory_msgs.msg import JointTrajectory
 from ami_ros.config import ConfigError, SimConfig, SimNodeConfig, from_dict
 from ami_ros.core.trajectory import CommandError, JointLimits, Trajectory, build_trajectory
 from ami_ros.ros import conversions as conv
+from ami_ros.ros import qos
 from ami_ros.ros.params import declare_from_dataclass, plain, read_dataclass
 from ami_ros.ros.spin import spin_node
 from ami_ros.sim import ArmSim
 
 _EPS = 1e-9
 _CAMERA_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
-_LATCHED_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 
 
 class SimNode(Node):
@@ -95,8 +93,8 @@ class SimNode(Node):
         self._pub_clock = self.create_publisher(Clock, "/clock", 10) if c.publish_clock else None
         self._pub_ee = self.create_publisher(PoseStamped, "sim/end_effector_pose", 10)
         self._pub_object = self.create_publisher(PoseStamped, "sim/object_pose", 10)
-        self._pub_goal_pose = self.create_publisher(PoseStamped, "sim/goal_pose", _LATCHED_QOS)
-        self._pub_goal_image = self.create_publisher(Image, "sim/goal_image", _LATCHED_QOS)
+        self._pub_goal_pose = self.create_publisher(PoseStamped, "sim/goal_pose", qos.LATCHED)
+        self._pub_goal_image = self.create_publisher(Image, "sim/goal_image", qos.LATCHED)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, 10)
         self.create_subscription(

@@ -63,20 +63,26 @@ def test_untrained_predictor_copies_tokens_and_adds_clipped_action(model):
     torch.testing.assert_close(latent_joints(nxt, model.predictor.limits)[0], expected)
 
 
-def test_training_pass_and_losses_are_finite_and_backpropagate():
+def training_pass(cfg: WorldModelConfig) -> tuple[WorldModel, torch.Tensor, dict, torch.Tensor, dict]:
+    """A fresh model (seed 0) on 2 random windows: (model, frames, outputs, target latents, losses)."""
     torch.manual_seed(0)
-    m = WorldModel(TINY)
-    t = TINY.history + TINY.horizon
+    m = WorldModel(cfg)
+    t = cfg.history + cfg.horizon
     frames = torch.randint(0, 256, (2, t, 32, 32, 3), dtype=torch.uint8)
     joints, actions = torch.randn(2, t, 4) * 0.5, torch.randn(2, t - 1, 4) * 0.1
     out = m(frames, joints, actions)
-    assert out["teacher"].shape == out["rollout"].shape == (2, TINY.horizon, 17, 8)
     with torch.no_grad():
         tgt, _ = m.encoder(frames[:, 1:].flatten(0, 1), joints[:, 1:].flatten(0, 1))
-    terms = jepa_losses(out, tgt.view(2, TINY.horizon + 1, 17, 8), joints, m.encoder.limits, TINY.history)
+    tgt = tgt.view(2, cfg.horizon + 1, 17, 8)
+    return m, frames, out, tgt, jepa_losses(out, tgt, joints, m.encoder.limits, cfg.history)
+
+
+def test_training_pass_and_losses_are_finite_and_backpropagate():
+    m, _, out, tgt, terms = training_pass(TINY)
+    assert out["teacher"].shape == out["rollout"].shape == (2, TINY.horizon, 17, 8)
     assert set(terms) == {"teacher", "rollout", "joints", "variance", "covariance"}
     # the untrained predictor copies the last latent: the latent losses are copy-last's errors
-    img = tgt.view(2, TINY.horizon + 1, 17, 8)[:, :, :-1]
+    img = tgt[:, :, :-1]
     assert terms["teacher"].item() == pytest.approx((img[:, 1:] - img[:, :-1]).pow(2).mean().item(), rel=1e-4)
     assert terms["rollout"].item() == pytest.approx((img[:, 1:] - img[:, :1]).pow(2).mean().item(), rel=1e-4)
     sum(terms.values()).backward()
@@ -86,18 +92,10 @@ def test_training_pass_and_losses_are_finite_and_backpropagate():
 
 
 def test_pose_network_gives_the_joint_estimate_and_both_heads_are_trained():
-    cfg = dataclasses.replace(TINY, pose_channels=(8, 8))
-    torch.manual_seed(0)
-    m = WorldModel(cfg)
-    t = cfg.history + cfg.horizon
-    frames = torch.randint(0, 256, (2, t, 32, 32, 3), dtype=torch.uint8)
-    joints, actions = torch.randn(2, t, 4) * 0.5, torch.randn(2, t - 1, 4) * 0.1
-    out = m(frames, joints, actions)
+    m, frames, out, _, terms = training_pass(dataclasses.replace(TINY, pose_channels=(8, 8)))
     with torch.no_grad():
         np.testing.assert_allclose(out["joints_est"][0], m.encoder.pose(frames[0]), atol=1e-6)
-        tgt, _ = m.encoder(frames[:, 1:].flatten(0, 1), joints[:, 1:].flatten(0, 1))
     assert not torch.allclose(out["joints_est"], out["joints_tokens"])
-    terms = jepa_losses(out, tgt.view(2, cfg.horizon + 1, 17, 8), joints, m.encoder.limits, cfg.history)
     terms["joints"].backward()
     assert m.encoder.pose_net.head[0].weight.grad.abs().sum() > 0
     assert m.encoder.joint_head[0].weight.grad.abs().sum() > 0
