@@ -48,7 +48,8 @@ class Stack:
             "ami_ros.ros.predictor_node", {"diagnostics_period": 0.5}, "predictor", ("--params-file", ROBOT)
         )
         self.planner = self.start_planner()
-        self.latents = ros.subscribe(Image, "ami/latent", keep=600)  # 20 s at 30 Hz
+        # 20 s at 30 Hz; a reader cache as deep, so latents are not dropped while the test is busy
+        self.latents = ros.subscribe(Image, "ami/latent", QoSProfile(depth=600), keep=600)
         self.camera = ros.subscribe(Image, "camera/image_raw", BEST_EFFORT, keep=600)
         self.joints = ros.subscribe(JointState, "joint_states", keep=5)
         self.commands = ros.subscribe(JointTrajectory, "arm_controller/joint_trajectory", keep=500)
@@ -190,6 +191,10 @@ def test_predictor_forecasts_the_commands_sent_and_reports_surprise(stack: Stack
     surprise = stack.ros.subscribe(Float32, "ami/surprise", keep=50)
     stack.reset_sim()
     stack.ros.spin_until(lambda: len(forecasts) >= 5 and len(surprise) >= 5, 15.0, "forecasts and surprise")
+    newest_source = to_seconds(forecasts[-1].header.stamp) - 0.1
+    stack.ros.spin_until(
+        lambda: to_seconds(stack.latents[-1].header.stamp) >= newest_source - 1e-6, 5.0, "the test's latents"
+    )
     latent_stamps = [to_seconds(m.header.stamp) for m in stack.latents]
     assert to_seconds(forecasts[0].header.stamp) - 0.1 >= latent_stamps[0]  # all sources still kept
     for msg in forecasts:
