@@ -29,18 +29,28 @@ class SafetyFilter:
         """Return a safe target (rad) for `dt` seconds from `current`, and what was changed.
 
         The result lies between `current` and the clamped target, so it never jumps: a joint that
-        is already beyond a limit is brought back no faster than the step limit. A non-finite
-        target yields a hold at the current position.
+        is already beyond a limit is brought back no faster than the step limit. A target that is
+        not finite or has the wrong length, or a period that is not a positive number, yields a
+        hold at the current position: whatever a planner proposes, the command is safe.
+
+        Raises:
+            ValueError: `current` (the measured state) has the wrong length or is not finite.
         """
         current = np.asarray(current, float)
         target = np.asarray(target, float)
-        if current.shape != self.lower.shape or target.shape != self.lower.shape:
-            raise ValueError(f"expected {self.lower.shape[0]} joints, got {current.shape} and {target.shape}")
+        if current.shape != self.lower.shape:
+            raise ValueError(f"expected {self.lower.shape[0]} joints, got positions of shape {current.shape}")
         if not np.all(np.isfinite(current)):
             raise ValueError(f"joint state is not finite: {current.tolist()}")
         reasons: list[str] = []
+        if target.shape != self.lower.shape:
+            return current.copy(), [
+                f"target of shape {target.shape} for {self.lower.size} joints: holding position"
+            ]
         if not np.all(np.isfinite(target)):
             return current.copy(), ["non-finite target: holding position"]
+        if not (np.isfinite(dt) and dt > 0):
+            return current.copy(), [f"control period {dt} is not a positive number: holding position"]
         clamped = np.clip(target, self.lower, self.upper)
         if np.any(clamped != target):
             reasons.append("target clamped to the joint limits")

@@ -10,7 +10,9 @@ that drives the embedded sim drives a real ros2_control arm unchanged:
 - the segment before the first point runs from the state at the moment the trajectory is
   accepted; points already in the past at that moment are dropped;
 - linear interpolation when only positions are given, cubic Hermite when every point also has
-  velocities (accelerations are ignored); after the last point the last point is held.
+  velocities (accelerations are ignored); after the last point the last point is held;
+- a spline that would overshoot a joint limit between its points (large velocities) is clamped
+  to the limits, or to the start position where the arm was already beyond one.
 
 Nothing here knows about ROS messages: `ami_ros.ros.conversions` turns a JointTrajectory into the
 arrays these functions take, so the rules are unit-tested without ROS.
@@ -84,13 +86,18 @@ class Trajectory:
     times: np.ndarray  # (K,) absolute seconds, non-decreasing; times[0] = acceptance time
     positions: np.ndarray  # (K, J) rad
     velocities: np.ndarray | None  # (K, J) rad/s, or None for linear interpolation
+    bounds: tuple[np.ndarray, np.ndarray] | None = None  # (J,) lower, upper: samples are clamped
 
     @property
     def end_time(self) -> float:
         return float(self.times[-1])
 
     def sample(self, t: float) -> np.ndarray:
-        """Positions (J,) at absolute time `t`; held at the ends."""
+        """Positions (J,) at absolute time `t`; held at the ends, clamped to `bounds`."""
+        q = self._interpolate(t)
+        return q if self.bounds is None else np.clip(q, *self.bounds)
+
+    def _interpolate(self, t: float) -> np.ndarray:
         times, q = self.times, self.positions
         if t <= times[0]:
             return q[0].copy()
@@ -170,7 +177,9 @@ def build_trajectory(
             np.zeros_like(q0) if current_velocity is None else np.asarray(current_velocity, dtype=float)[None]
         )
         v = np.concatenate([v0, v[future]])
-    return Trajectory(times, positions_out, v)
+    # a cubic segment may overshoot its points: clamp to the limits, widened to where the arm is
+    bounds = (np.minimum(limits.lower, q0[0]), np.maximum(limits.upper, q0[0]))
+    return Trajectory(times, positions_out, v, bounds)
 
 
 def _row(values: Sequence[float], width: int, i: int, what: str) -> np.ndarray:
