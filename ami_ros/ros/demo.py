@@ -33,17 +33,16 @@ from sensor_msgs.msg import Image
 
 from ami_ros.config import SimConfig
 from ami_ros.eval.closed_loop import task_distance
+from ami_ros.paths import share_file
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
 from ami_ros.sim import ArmSim
 
-ROOT = Path(__file__).resolve().parents[2]
 CAMERA = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def robot_config() -> Path:
-    source = ROOT / "config" / "robots" / "tabletop_arm.yaml"
-    return source if source.is_file() else Path(sys.prefix) / "share/ami_ros/config/robots/tabletop_arm.yaml"
+    return share_file("config", "robots", "tabletop_arm.yaml")
 
 
 @dataclass

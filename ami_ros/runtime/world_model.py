@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import yaml
+
+from ami_ros.paths import share_file
 
 log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "ami_ros.world_model/1"
@@ -266,8 +267,6 @@ def load_model(
 
 
 def default_model_dir(name: str = "tabletop_arm") -> Path:
-    """The shipped model: `models/<name>` of a source checkout, else the installed share folder."""
-    source = Path(__file__).resolve().parents[2] / "models" / name
-    if (source / "manifest.yaml").is_file():
-        return source
-    return Path(sys.prefix) / "share" / "ami_ros" / "models" / name
+    """The shipped model `models/<name>`: from the package's share folder of a colcon or ROS
+    install (ament index), a source checkout, or a pip install (see `ami_ros.paths`)."""
+    return share_file("models", name)
