@@ -71,7 +71,7 @@ class WorldModelRuntime:
     def __init__(self, model_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession]) -> None:
         self.model_dir = model_dir
         self.manifest = manifest
-        self.sessions = sessions
+        self.sessions = _Sessions(sessions)
         self.joint_names: list[str] = list(manifest["joints"]["names"])
         self.joint_limits = np.asarray(manifest["joints"]["limits_rad"], np.float32)
         self.action_limits = np.asarray(manifest["actions"]["limits_rad"], np.float32)
@@ -180,12 +180,22 @@ class WorldModelRuntime:
         return out
 
     def warm_up(self, batch: int = 256) -> None:
-        """One call of every session at planner-like sizes (allocations, TensorRT engine build)."""
-        s, j = self.image_size, len(self.joint_names)
-        latent, q = self.encode(np.zeros((s, s, 3), np.uint8), np.zeros(j, np.float32))
+        """One call of every open session at planner-like sizes (allocations, TensorRT engine build)."""
+        j = len(self.joint_names)
+        latent = np.zeros(self.latent_shape, np.float32)
+        q = np.zeros(j, np.float32)
+        if "encoder.onnx" in self.sessions:
+            s = self.image_size
+            latent, q = self.encode(np.zeros((s, s, 3), np.uint8), q)
         hist = np.repeat(latent[None], self.history, axis=0)
-        self.step(np.repeat(hist[None], batch, axis=0), np.zeros((batch, j), np.float32))
-        self.rollout_cost(hist, latent, q, np.zeros((batch, self.horizon, j), np.float32))
+        if "predictor.onnx" in self.sessions:
+            self.step(np.repeat(hist[None], batch, axis=0), np.zeros((batch, j), np.float32))
+        if "rollout_cost.onnx" in self.sessions:
+            self.rollout_cost(hist, latent, q, np.zeros((batch, self.horizon, j), np.float32))
+
+    def close(self) -> None:
+        """Release the onnxruntime sessions (their memory, GPU memory and TensorRT engines)."""
+        self.sessions.clear()
 
 
 def load_model(
@@ -196,6 +206,7 @@ def load_model(
     trt_cache_dir: str | None = None,
     trt_fp16: bool = False,
     warm_up: bool = True,
+    graphs: Sequence[str] = GRAPHS,
 ) -> WorldModelRuntime:
     """Open a model directory after verifying it against its manifest and the robot.
 
@@ -206,6 +217,8 @@ def load_model(
         intra_op_threads: onnxruntime CPU threads (0 = onnxruntime's default).
         trt_cache_dir, trt_fp16: TensorRT engine cache folder and fp16 (TensorRT provider only).
         warm_up: run every session once before returning.
+        graphs: the graphs to open, a subset of `GRAPHS` (a node opens only what it calls); only
+            the other graphs' files are neither read nor hashed.
     Raises:
         ModelLoadError naming the missing file, wrong hash, wrong joint names or wrong shape.
     """
@@ -227,10 +240,15 @@ def load_model(
             "(same names in the same order required)"
         )
     files = manifest["files"]
+    unknown = sorted(set(graphs) - set(GRAPHS))
+    if unknown or not graphs:
+        raise ValueError(f"graphs must be a non-empty subset of {GRAPHS}, got {list(graphs)}")
     for name in GRAPHS:
         if name not in files:
             raise ModelLoadError(f"{path}: lists no {name}")
     for name, entry in files.items():
+        if name in GRAPHS and name not in graphs:
+            continue  # a graph this caller does not open
         f = model_dir / name
         if not f.is_file():
             raise ModelLoadError(f"missing file: {f} (listed in {path})")
@@ -254,7 +272,7 @@ def load_model(
         else:
             provider_args.append(p)
     sessions = {}
-    for name in GRAPHS:
+    for name in graphs:
         sess = ort.InferenceSession(str(model_dir / name), options, providers=provider_args)
         _check_shapes(name, "input", files[name]["inputs"], sess.get_inputs())
         _check_shapes(name, "output", files[name]["outputs"], sess.get_outputs())
@@ -264,6 +282,13 @@ def load_model(
         runtime.warm_up()
     log.info("loaded %s on %s", model_dir, runtime.providers)
     return runtime
+
+
+class _Sessions(dict):
+    """The open sessions by graph name; asking for one that was not opened says so."""
+
+    def __missing__(self, name: str) -> ort.InferenceSession:
+        raise RuntimeError(f"{name} was not opened: pass it in load_model(graphs=...)")
 
 
 def default_model_dir(name: str = "tabletop_arm") -> Path:

@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -26,3 +27,35 @@ def test_shape_check_names_the_mismatch():
         _check_shapes("encoder.onnx", "output", {"latent": ["batch", 65, 8]}, io)
     with pytest.raises(ModelLoadError, match="names"):
         _check_shapes("encoder.onnx", "input", {"image": ["batch", 64, 64, 3]}, io)
+
+
+def test_a_node_opens_only_the_graphs_it_needs(tmp_path):
+    """The shipped model, opened with one graph: the others are neither opened nor read."""
+    from ami_ros.runtime import default_model_dir, load_model
+
+    model = default_model_dir()
+    if not (model / "manifest.yaml").is_file():
+        pytest.skip(f"no shipped model at {model}")
+    for f in model.iterdir():  # a copy whose rollout-cost graph is corrupt
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "rollout_cost.onnx").write_bytes(b"corrupt")
+    runtime = load_model(tmp_path, graphs=("encoder.onnx",))
+    assert list(runtime.sessions) == ["encoder.onnx"]
+    latent, _ = runtime.encode(np.zeros((runtime.image_size,) * 2 + (3,), np.uint8), np.zeros(4))
+    assert latent.shape == runtime.latent_shape
+    with pytest.raises(RuntimeError, match=r"predictor.onnx was not opened"):
+        runtime.step(np.zeros((1, runtime.history, *runtime.latent_shape)), np.zeros((1, 4)))
+    with pytest.raises(ModelLoadError, match=r"sha256 mismatch for .*rollout_cost\.onnx"):
+        load_model(tmp_path, graphs=("encoder.onnx", "rollout_cost.onnx"))
+    with pytest.raises(ValueError, match="subset"):
+        load_model(tmp_path, graphs=("decoder.onnx",))
+    runtime.close()
+    assert not runtime.sessions
+
+
+def test_the_shipped_model_is_found_in_the_package_share():
+    from ami_ros.paths import share_file
+    from ami_ros.runtime import default_model_dir
+
+    assert (default_model_dir() / "manifest.yaml").is_file()
+    assert share_file("config", "robots", "tabletop_arm.yaml").is_file()
