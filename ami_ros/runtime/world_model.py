@@ -246,17 +246,11 @@ def load_model(
     for name in GRAPHS:
         if name not in files:
             raise ModelLoadError(f"{path}: lists no {name}")
+    blobs = {}  # the verified bytes are what the sessions load: no file is read twice
     for name, entry in files.items():
         if name in GRAPHS and name not in graphs:
             continue  # a graph this caller does not open
-        f = model_dir / name
-        if not f.is_file():
-            raise ModelLoadError(f"missing file: {f} (listed in {path})")
-        digest = sha256(f)
-        if digest != entry["sha256"]:
-            raise ModelLoadError(
-                f"sha256 mismatch for {f}: file has {digest}, manifest says {entry['sha256']}"
-            )
+        blobs[name] = _verified_bytes(model_dir, name, entry, path)
 
     chosen = choose_providers(providers)
     options = ort.SessionOptions()
@@ -273,7 +267,10 @@ def load_model(
             provider_args.append(p)
     sessions = {}
     for name in graphs:
-        sess = ort.InferenceSession(str(model_dir / name), options, providers=provider_args)
+        try:
+            sess = ort.InferenceSession(blobs[name], options, providers=provider_args)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ModelLoadError(f"{model_dir / name}: onnxruntime cannot open it: {err}") from None
         _check_shapes(name, "input", files[name]["inputs"], sess.get_inputs())
         _check_shapes(name, "output", files[name]["outputs"], sess.get_outputs())
         sessions[name] = sess
@@ -282,6 +279,29 @@ def load_model(
         runtime.warm_up()
     log.info("loaded %s on %s", model_dir, runtime.providers)
     return runtime
+
+
+def _verified_bytes(model_dir: Path, name: Any, entry: Any, manifest: Path) -> bytes:
+    """The bytes of file `name` of the model directory, if they match the manifest's sha256.
+
+    Only plain file names inside the directory are accepted: a name with a path, or a symlink that
+    leads out of the directory, would load a file the directory's owner did not vouch for.
+    """
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise ModelLoadError(f"{manifest}: file name {name!r} is not a plain name inside {model_dir}")
+    f = model_dir / name
+    if not f.is_file():
+        raise ModelLoadError(f"missing file: {f} (listed in {manifest})")
+    if f.resolve().parent != model_dir.resolve():
+        raise ModelLoadError(f"{f} resolves to {f.resolve()}, outside the model directory {model_dir}")
+    expected = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(expected, str):
+        raise ModelLoadError(f"{manifest}: {name} has no sha256")
+    data = f.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ModelLoadError(f"sha256 mismatch for {f}: file has {digest}, manifest says {expected}")
+    return data
 
 
 class _Sessions(dict):
