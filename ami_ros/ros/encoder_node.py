@@ -9,7 +9,9 @@ Publishes:
         frame's): the encoder's latent of the frame paired with the joint state nearest its stamp
         (within `max_skew`). Its last row is the proprio token (joints = row[:J] * joint limits).
     /diagnostics: frames in / latents out, encode time, skew drops, execution provider, last error.
-Parameters: `EncoderNodeConfig` fields and `RuntimeConfig` fields under `runtime.`.
+Parameters: `EncoderNodeConfig` fields, `RuntimeConfig` fields under `runtime.`, and `autostart`.
+Lifecycle: a managed node (`ami_ros.ros.lifecycle`): configure loads and warms the encoder graph
+    only; subscriptions and the diagnostics timer exist only while active.
 
 A frame with no joint state within `max_skew` waits for the next joint state (at most one frame
 waits); a frame in an unsupported encoding is dropped with a throttled error naming it.
@@ -22,7 +24,6 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 
 from ami_ros.config import EncoderNodeConfig
@@ -30,30 +31,43 @@ from ami_ros.core.buffers import JointStateBuffer
 from ami_ros.core.preprocess import resize_frame, to_rgb
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
-from ami_ros.ros.model_loading import load_node_model
+from ami_ros.ros.lifecycle import ManagedNode
+from ami_ros.ros.model_loading import declare_runtime, load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
 from ami_ros.ros.spin import spin_node
 
 
-class EncoderNode(Node):
+class EncoderNode(ManagedNode):
+    """Lifecycle node: loads the encoder graph on configure, encodes while active."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("encoder_node", **kwargs)
         declare_from_dataclass(self, EncoderNodeConfig)
+        declare_runtime(self)
+
+    def configure(self) -> None:
         self.config = c = read_dataclass(self, EncoderNodeConfig)
-        self.runtime = load_node_model(self, c.joint_names)
+        self.runtime = load_node_model(self, c.joint_names, graphs=("encoder.onnx",))
         self.joints = JointStateBuffer(c.joint_names)
         self._pending: Image | None = None
         self._frames = self._latents = self._skew_drops = self._errors = 0
         self._encode_ms: list[float] = []
         self._last_error = ""
-        self._pub = self.create_publisher(Image, "ami/latent", 10)
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "camera/image_raw", self._on_image, qos.LATEST)
-        self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR)
-        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+        self._pub = self.create_lifecycle_publisher(Image, "ami/latent", 10)
+        self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
 
-    def close(self) -> None:
-        pass
+    def activate(self) -> None:
+        self.inputs(
+            self.create_subscription(Image, "camera/image_raw", self._on_image, qos.LATEST),
+            self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR),
+            self.create_timer(self.config.diagnostics_period, self._publish_diagnostics),
+        )
+
+    def release(self) -> None:
+        if getattr(self, "runtime", None) is not None:
+            self.runtime.close()
+        self.runtime = None
+        self._pending = None
 
     def _error(self, text: str) -> None:
         self._errors += 1

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rclpy.node import Node
 
 from ami_ros.config import ConfigError, RuntimeConfig
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
 from ami_ros.runtime import ModelLoadError, WorldModelRuntime, default_model_dir, load_model
+from ami_ros.runtime.world_model import GRAPHS
 
 
-def load_node_model(node: Node, joint_names: tuple[str, ...]) -> WorldModelRuntime:
-    """Declare `runtime.*`, load and warm up the model; logs the execution providers used.
+def declare_runtime(node: Node) -> None:
+    """Declare the `runtime.*` parameters (a lifecycle node does this at construction)."""
+    declare_from_dataclass(node, RuntimeConfig, prefix="runtime.")
+
+
+def load_node_model(
+    node: Node, joint_names: tuple[str, ...], graphs: Sequence[str] = GRAPHS
+) -> WorldModelRuntime:
+    """Load and warm up the model's `graphs` from `runtime.*` (declared here if not yet); logs the
+    execution providers used.
 
     Raises:
         ConfigError: the model is missing, corrupt or does not fit the robot (the message says how).
     """
-    declare_from_dataclass(node, RuntimeConfig, prefix="runtime.")
+    if not node.has_parameter("runtime.model_dir"):
+        declare_runtime(node)
     cfg = read_dataclass(node, RuntimeConfig, prefix="runtime.")
     path = cfg.model_dir or str(default_model_dir())
     try:
@@ -26,9 +38,12 @@ def load_node_model(node: Node, joint_names: tuple[str, ...]) -> WorldModelRunti
             intra_op_threads=cfg.intra_op_threads,
             trt_cache_dir=cfg.trt_cache_dir or None,
             trt_fp16=cfg.trt_fp16,
+            graphs=graphs,
         )
     except ModelLoadError as err:
         raise ConfigError(f"runtime.model_dir: {err}") from None
     providers = sorted(set(runtime.providers.values()))
-    node.get_logger().info(f"model {path} loaded and warmed up on {', '.join(providers)}")
+    node.get_logger().info(
+        f"model {path} ({', '.join(graphs)}) loaded and warmed up on {', '.join(providers)}"
+    )
     return runtime

@@ -15,6 +15,8 @@ Publishes:
     ami/surprise (std_msgs/Float32): mean squared error of the forecast's image tokens against
         the latent that arrived, one per forecast.
     /diagnostics: forecasts, surprise (last, mean of the window), threshold, execution provider.
+Lifecycle: a managed node (`ami_ros.ros.lifecycle`): configure loads and warms the predictor graph
+    only; subscriptions and the diagnostics timer exist only while active. Parameter `autostart`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections import deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory
@@ -32,39 +33,53 @@ from trajectory_msgs.msg import JointTrajectory
 from ami_ros.config import PredictorNodeConfig
 from ami_ros.core.buffers import LatentHistory
 from ami_ros.ros import conversions as conv
-from ami_ros.ros.model_loading import load_node_model
+from ami_ros.ros.lifecycle import ManagedNode
+from ami_ros.ros.model_loading import declare_runtime, load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
 from ami_ros.ros.spin import spin_node
 
 
-class PredictorNode(Node):
+class PredictorNode(ManagedNode):
+    """Lifecycle node: loads the predictor graph on configure, forecasts while active."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("predictor_node", **kwargs)
         declare_from_dataclass(self, PredictorNodeConfig)
+        declare_runtime(self)
+
+    def configure(self) -> None:
         self.config = c = read_dataclass(self, PredictorNodeConfig)
-        self.runtime = load_node_model(self, c.joint_names)
+        self.runtime = load_node_model(self, c.joint_names, graphs=("predictor.onnx",))
         self.period = float(self.runtime.manifest["actions"]["control_period_s"])
         self.latents = LatentHistory()
         self._pending: deque[tuple[float, np.ndarray]] = deque(maxlen=16)  # (target stamp, forecast)
         self._surprise: deque[float] = deque(maxlen=c.surprise_window)
         self._forecasts = self._ignored = 0
         self._last_error = ""
-        self._pub_forecast = self.create_publisher(Image, "ami/forecast", 10)
-        self._pub_surprise = self.create_publisher(Float32, "ami/surprise", 10)
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Image, "ami/latent", self._on_latent, 10)
+        self._pub_forecast = self.create_lifecycle_publisher(Image, "ami/forecast", 10)
+        self._pub_surprise = self.create_lifecycle_publisher(Float32, "ami/surprise", 10)
+        self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def activate(self) -> None:
+        c = self.config
         if c.command_interface == "trajectory":
-            self.create_subscription(
+            commands = self.create_subscription(
                 JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, 10
             )
         else:
-            self.create_subscription(
+            commands = self.create_subscription(
                 Float64MultiArray, "forward_position_controller/commands", self._on_forward, 10
             )
-        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+        self.inputs(
+            self.create_subscription(Image, "ami/latent", self._on_latent, 10),
+            commands,
+            self.create_timer(c.diagnostics_period, self._publish_diagnostics),
+        )
 
-    def close(self) -> None:
-        pass
+    def release(self) -> None:
+        if getattr(self, "runtime", None) is not None:
+            self.runtime.close()
+        self.runtime = None
 
     def _error(self, text: str) -> None:
         self._ignored += 1

@@ -1,0 +1,120 @@
+"""Managed (lifecycle) nodes: the transitions every model-loading node shares.
+
+A subclass declares its parameters in `__init__` and supplies three steps:
+    configure(): read its config and load its model; raise ConfigError naming what is wrong. Its
+        publishers are made with `create_lifecycle_publisher`, so they publish only when active.
+    activate(): create its subscriptions, timers and services with `self.inputs(...)`; they are
+        destroyed on deactivation, so an inactive node takes no input and does no work.
+    release(): drop what configure() made (model sessions, buffers); publishers go by themselves.
+
+    unconfigured --configure--> inactive --activate--> active --deactivate--> inactive
+    inactive --cleanup--> unconfigured;   any --shutdown--> finalized (resources released)
+
+A configure that fails leaves the node unconfigured, logs the reason as an error and keeps it in
+`config_error`; `ros2 lifecycle set <node> configure` can retry. The `autostart` parameter
+(default true) makes `ami_ros.ros.spin` configure and activate the node at start, as a lifecycle
+manager would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.service import Service
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
+
+from ami_ros.config import ConfigError
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node that loads in configure, takes input only while active, releases on cleanup."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.declare_parameter(
+            "autostart",
+            True,
+            ParameterDescriptor(description="configure and activate at start-up", read_only=True),
+        )
+        self.config_error = ""
+        self._inputs: list[Subscription | Timer | Service] = []
+        self._publishers_made: list[Any] = []
+
+    # ------------------------------------------------------------ what a subclass supplies
+    def configure(self) -> None:
+        """Read the config, load the model, create publishers. Raises ConfigError."""
+
+    def activate(self) -> None:
+        """Create subscriptions, timers and services with `self.inputs(...)`."""
+
+    def release(self) -> None:
+        """Drop what `configure` made (sessions, buffers)."""
+
+    # ------------------------------------------------------------ helpers
+    def inputs(self, *entities: Subscription | Timer | Service) -> None:
+        """Entities that live while the node is active (destroyed on deactivate)."""
+        self._inputs.extend(entities)
+
+    def create_lifecycle_publisher(self, *args: Any, **kwargs: Any) -> Any:
+        publisher = super().create_lifecycle_publisher(*args, **kwargs)
+        self._publishers_made.append(publisher)
+        return publisher
+
+    @property
+    def state_label(self) -> str:
+        """'unconfigured', 'inactive', 'active' or 'finalized'."""
+        return self._state_machine.current_state[1]
+
+    def _destroy_inputs(self) -> None:
+        for entity in self._inputs:
+            if isinstance(entity, Subscription):
+                self.destroy_subscription(entity)
+            elif isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            else:
+                self.destroy_service(entity)
+        self._inputs.clear()
+
+    def _release_all(self) -> None:
+        self._destroy_inputs()
+        self.release()
+        for publisher in self._publishers_made:
+            self.destroy_lifecycle_publisher(publisher)
+        self._publishers_made.clear()
+
+    # ------------------------------------------------------------ transitions
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.configure()
+        except ConfigError as err:
+            self.config_error = str(err)
+            self.get_logger().error(f"configure failed: {err}")
+            self._release_all()
+            return FAILURE
+        self.config_error = ""
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.activate()
+        return super().on_activate(state)  # enables the lifecycle publishers
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_inputs()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        return SUCCESS  # back to unconfigured
