@@ -28,12 +28,15 @@ class JointStateBuffer:
         """Store one JointState; returns its positions in `joint_names` order.
 
         Raises:
-            ValueError: a joint is missing, names and positions differ in length, or a position is
-                not finite (the message names the joints).
+            ValueError: a joint is missing or named twice, names and positions differ in length,
+                or a position is not finite (the message names the joints).
         """
         if len(names) != len(positions):
             raise ValueError(f"joint_states has {len(names)} names but {len(positions)} positions")
         index = {n: i for i, n in enumerate(names)}
+        if len(index) != len(names):
+            duplicates = sorted({n for n in names if list(names).count(n) > 1})
+            raise ValueError(f"joint_states has duplicate joint name(s) {duplicates}")
         missing = [n for n in self.joint_names if n not in index]
         if missing:
             raise ValueError(f"joint_states lacks joint(s) {missing} (has {list(names)})")

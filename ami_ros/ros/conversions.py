@@ -17,6 +17,8 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+MAX_PIXELS = 50_000_000
+"""Frames larger than this (an 8K frame is 33 Mpx) are refused: a lying height or width."""
 
 
 def to_time(seconds: float) -> Time:
@@ -47,8 +49,23 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     channels = _CHANNELS.get(msg.encoding)
     if channels is None:
         raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of {sorted(_CHANNELS)}")
+    if msg.height * msg.width == 0:
+        raise ValueError(f"empty image ({msg.height}x{msg.width})")
+    if msg.height * msg.width > MAX_PIXELS:
+        raise ValueError(f"{msg.height}x{msg.width} is larger than {MAX_PIXELS} pixels")
+    _check_layout(msg, msg.width * channels)
     rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
     return rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
+
+
+def _check_layout(msg: Image, row_bytes: int) -> None:
+    """Raise ValueError unless `msg.step` holds a row and `msg.data` is exactly step x height."""
+    if msg.step < row_bytes:
+        raise ValueError(
+            f"step {msg.step} is less than width {msg.width} x {row_bytes // max(msg.width, 1)} bytes"
+        )
+    if len(msg.data) != msg.step * msg.height:
+        raise ValueError(f"{len(msg.data)} bytes of data, step x height is {msg.step * msg.height}")
 
 
 def camera_info(
@@ -121,10 +138,12 @@ def image_to_latent(msg: Image, shape: tuple[int, int]) -> np.ndarray:
             f"latent must be 32FC1 {shape[0]}x{shape[1]} (step {4 * shape[1]}), got {msg.encoding} "
             f"{msg.height}x{msg.width} (step {msg.step})"
         )
+    _check_layout(msg, 4 * msg.width)
     dtype = ">f4" if msg.is_bigendian else "<f4"
     latent = np.frombuffer(msg.data, dtype).reshape(shape).astype(np.float32)
     if not np.all(np.isfinite(latent)):
-        raise ValueError("latent has non-finite values")
+        nan = int(np.isnan(latent).sum())
+        raise ValueError(f"latent has {nan} NaN and {int(np.isinf(latent).sum())} infinite values")
     return latent
 
 

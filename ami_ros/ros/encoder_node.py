@@ -29,8 +29,10 @@ from sensor_msgs.msg import Image, JointState
 from ami_ros.config import EncoderNodeConfig
 from ami_ros.core.buffers import JointStateBuffer
 from ami_ros.core.preprocess import resize_frame, to_rgb
+from ami_ros.core.stamps import check_stamp
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
+from ami_ros.ros.fault_log import FaultLog
 from ami_ros.ros.lifecycle import ManagedNode
 from ami_ros.ros.model_loading import declare_runtime, load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
@@ -72,11 +74,13 @@ class EncoderNode(ManagedNode):
     def _error(self, text: str) -> None:
         self._errors += 1
         self._last_error = text
-        self.get_logger().error(text, throttle_duration_sec=2.0)
+        FaultLog.of(self)(text)  # one throttled line per kind of error
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            self.joints.add(conv.to_seconds(msg.header.stamp), msg.name, msg.position)
+            stamp = conv.to_seconds(msg.header.stamp)
+            check_stamp(stamp, self.get_clock().now().nanoseconds * 1e-9)
+            self.joints.add(stamp, msg.name, msg.position)
         except ValueError as err:
             return self._error(f"joint_states ignored: {err}")
         if self._pending is not None:
@@ -87,6 +91,11 @@ class EncoderNode(ManagedNode):
         if not retry:
             self._frames += 1
         stamp = conv.to_seconds(msg.header.stamp)
+        try:  # a frame that cannot be encoded is refused before it waits for a joint state
+            check_stamp(stamp, self.get_clock().now().nanoseconds * 1e-9)
+            rgb = to_rgb(conv.image_to_numpy(msg), msg.encoding)
+        except ValueError as err:
+            return self._error(f"camera/image_raw frame dropped: {err}")
         q = self.joints.nearest(stamp, self.config.max_skew)
         if q is None:
             latest = self.joints.latest()
@@ -100,10 +109,6 @@ class EncoderNode(ManagedNode):
                     throttle_duration_sec=2.0,
                 )
             return
-        try:
-            rgb = to_rgb(conv.image_to_numpy(msg), msg.encoding)
-        except ValueError as err:
-            return self._error(f"camera/image_raw frame dropped: {err}")
         t0 = time.perf_counter()
         latent, _ = self.runtime.encode(resize_frame(rgb, self.runtime.image_size), q.astype(np.float32))
         self._encode_ms.append(1e3 * (time.perf_counter() - t0))

@@ -32,7 +32,9 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ami_ros.config import PredictorNodeConfig
 from ami_ros.core.buffers import LatentHistory
+from ami_ros.core.stamps import check_stamp
 from ami_ros.ros import conversions as conv
+from ami_ros.ros.fault_log import FaultLog
 from ami_ros.ros.lifecycle import ManagedNode
 from ami_ros.ros.model_loading import declare_runtime, load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
@@ -84,14 +86,15 @@ class PredictorNode(ManagedNode):
     def _error(self, text: str) -> None:
         self._ignored += 1
         self._last_error = text
-        self.get_logger().warning(text, throttle_duration_sec=2.0)
+        FaultLog.of(self)(text, "warning")  # one throttled line per kind of error
 
     def _on_latent(self, msg: Image) -> None:
+        stamp = conv.to_seconds(msg.header.stamp)
         try:
             latent = conv.image_to_latent(msg, self.runtime.latent_shape)
+            check_stamp(stamp, self.get_clock().now().nanoseconds * 1e-9)
         except ValueError as err:
             return self._error(f"ami/latent ignored: {err}")
-        stamp = conv.to_seconds(msg.header.stamp)
         self.latents.add(stamp, latent)
         tolerance = self.period / 2
         while self._pending and self._pending[0][0] < stamp - tolerance:

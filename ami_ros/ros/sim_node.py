@@ -56,6 +56,7 @@ from ami_ros.config import ConfigError, SimConfig, SimNodeConfig, from_dict
 from ami_ros.core.trajectory import CommandError, JointLimits, Trajectory, build_trajectory
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
+from ami_ros.ros.fault_log import FaultLog
 from ami_ros.ros.params import declare_from_dataclass, plain, read_dataclass
 from ami_ros.ros.spin import spin_node
 from ami_ros.sim import ArmSim
@@ -196,7 +197,7 @@ class SimNode(Node):
     def _reject(self, topic: str, err: Exception) -> None:
         self._rejected += 1
         self._last_rejection = f"{topic}: {err}"
-        self.get_logger().warning(f"rejected command on {self._last_rejection}", throttle_duration_sec=1.0)
+        FaultLog.of(self)(f"rejected command on {self._last_rejection}", "warning")
 
     # ------------------------------------------------------------------ reset and parameters
     def _reset(self, seed: int, task: str) -> None:
