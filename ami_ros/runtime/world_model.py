@@ -292,7 +292,10 @@ def _verified_bytes(model_dir: Path, name: Any, entry: Any, manifest: Path) -> b
     f = model_dir / name
     if not f.is_file():
         raise ModelLoadError(f"missing file: {f} (listed in {manifest})")
-    if f.resolve().parent != model_dir.resolve():
+    # Beside the manifest that lists it, wherever that resolves to: `colcon build --symlink-install`
+    # installs each file as a symlink into the source folder, manifest.yaml included.
+    home = manifest.resolve().parent
+    if f.resolve().parent not in (model_dir.resolve(), home):
         raise ModelLoadError(f"{f} resolves to {f.resolve()}, outside the model directory {model_dir}")
     expected = entry.get("sha256") if isinstance(entry, dict) else None
     if not isinstance(expected, str):
