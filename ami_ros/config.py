@@ -8,6 +8,7 @@ typo in a YAML file is an error rather than a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -94,12 +95,25 @@ class SimNodeConfig:
             raise ConfigError(f"diagnostics_period must be > 0, got {self.diagnostics_period}")
 
 
+def _require_finite(config: Any) -> None:
+    """Raise ConfigError naming the first float field (or tuple element) of `config` that is NaN or
+    infinite: comparisons with NaN are all false, so a range check alone lets it through."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{field.name}: expected a finite number, got {v!r}")
+
+
 def _check_type(value: Any, annotation: Any, key: str) -> Any:
     """Return `value` converted to `annotation`, or raise ConfigError naming `key`."""
     origin = typing.get_origin(annotation)
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if annotation in (int, bool, str):
         if type(value) is not annotation:
@@ -519,6 +533,7 @@ class SafetyConfig:
     """Distance kept from each joint limit, rad."""
 
     def __post_init__(self) -> None:
+        _require_finite(self)
         if self.max_step <= 0 or not 0 < self.velocity_scale <= 1 or self.limit_margin < 0:
             raise ConfigError("max_step must be > 0, velocity_scale in (0, 1], limit_margin >= 0")
 
@@ -552,6 +567,31 @@ class EvalConfig:
 
 
 # ------------------------------------------------------------------------------------- nodes
+KNOWN_PROVIDERS = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "DnnlExecutionProvider",
+    "VitisAIExecutionProvider",
+    "QNNExecutionProvider",
+    "NnapiExecutionProvider",
+    "VSINPUExecutionProvider",
+    "JsExecutionProvider",
+    "CoreMLExecutionProvider",
+    "DmlExecutionProvider",
+    "RknpuExecutionProvider",
+    "WebNNExecutionProvider",
+    "WebGpuExecutionProvider",
+    "XnnpackExecutionProvider",
+    "CANNExecutionProvider",
+    "AzureExecutionProvider",
+    "CPUExecutionProvider",
+)
+"""Every execution provider onnxruntime knows (`onnxruntime.get_all_providers()`; a test keeps the
+two equal). A name outside it is a typo, refused rather than skipped as "unavailable"."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
     """The onnxruntime sessions of a node (`ami_ros.runtime.load_model`)."""
@@ -574,6 +614,11 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         if not self.providers:
             raise ConfigError("providers must name at least one execution provider")
+        unknown = [p for p in self.providers if p not in KNOWN_PROVIDERS]
+        if unknown:
+            raise ConfigError(
+                f"providers: unknown execution provider(s) {unknown}; known: {list(KNOWN_PROVIDERS)}"
+            )
         if self.intra_op_threads < 0:
             raise ConfigError(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
 

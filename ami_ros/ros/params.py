@@ -16,10 +16,11 @@ import textwrap
 from collections.abc import Collection
 from typing import Any, TypeVar
 
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 
-from ami_ros.config import from_dict
+from ami_ros.config import ConfigError, from_dict
+from ami_ros.ros.fault_log import FaultLog
 
 T = TypeVar("T")
 
@@ -43,9 +44,10 @@ def declare_from_dataclass(node: Node, cls: type, prefix: str = "", dynamic: Col
         descriptor = ParameterDescriptor(
             description=docs.get(field.name, ""),
             dynamic_typing=True,
-            read_only=field.name not in dynamic,
+            read_only=False,  # enforced by `_refuse_invalid`, after the value is checked
         )
         node.declare_parameter(prefix + field.name, default, descriptor)
+    _guard(node, cls, prefix, dynamic)  # after declaring: a declaration runs the callbacks too
 
 
 def read_dataclass(node: Node, cls: type[T], prefix: str = "") -> T:
@@ -57,6 +59,53 @@ def read_dataclass(node: Node, cls: type[T], prefix: str = "") -> T:
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     data = {name: plain(node.get_parameter(prefix + name).value) for name in names}
     return from_dict(cls, data, prefix=prefix)
+
+
+def _guard(node: Node, cls: type, prefix: str, dynamic: Collection[str]) -> None:
+    """Register `cls`'s parameters with the node's guard, installing the guard on first use."""
+    sections = node.__dict__.setdefault("_ami_param_sections", [])
+    if not sections:
+        node.add_on_set_parameters_callback(functools.partial(_refuse_invalid, node))
+    sections.append((cls, prefix, frozenset(dynamic)))
+
+
+def _refuse_invalid(node: Node, params: list) -> SetParametersResult:
+    """Refuse a run-time change (`ros2 param set`, a SetParameters call) that fails validation.
+
+    The dataclass of every changed parameter is rebuilt with the proposed values, so its type and
+    `__post_init__` checks run exactly as at start-up: `max_age:=-1`, `planner.samples:=0`,
+    `safety.max_step:=nan` or an unknown execution provider are refused with that reason. A valid
+    value for a field that is not dynamic is refused as read-only (the node would not apply it).
+    """
+    changes = {p.name: plain(p.value) for p in params}
+    for cls, prefix, dynamic in node.__dict__["_ami_param_sections"]:
+        fields = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default_factory is dataclasses.MISSING or not dataclasses.is_dataclass(f.default_factory())
+        ]
+        touched = [f for f in fields if prefix + f in changes]
+        if not touched or not all(node.has_parameter(prefix + f) for f in fields):
+            continue
+        data = {f: changes.get(prefix + f, plain(node.get_parameter(prefix + f).value)) for f in fields}
+        try:
+            from_dict(cls, data, prefix=prefix)
+        except (ConfigError, TypeError, ValueError) as err:
+            return _refuse(node, f"invalid value: {err}")
+        frozen = [prefix + f for f in touched if f not in dynamic]
+        if frozen:
+            return _refuse(node, f"{', '.join(frozen)}: read-only at run time (valid; set it at start-up)")
+    return SetParametersResult(successful=True)
+
+
+def _refuse(node: Node, reason: str) -> SetParametersResult:
+    """The refusal, also in the node's log (throttled per kind) and its /diagnostics `last_error`."""
+    text = f"parameter change refused: {reason}"
+    try:
+        node._error(text)  # type: ignore[attr-defined]  # the node's own path: counted, in diagnostics
+    except AttributeError:  # a node without one, or not configured yet
+        FaultLog.of(node)(text, "warning")
+    return SetParametersResult(successful=False, reason=reason)
 
 
 def plain(value: Any) -> Any:

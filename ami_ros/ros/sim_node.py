@@ -260,6 +260,7 @@ class SimNode(Node):
             "physics_steps": str(self._steps),
             "rejected_commands": str(self._rejected),
             "last_rejection": self._last_rejection,
+            "last_error": FaultLog.of(self).last,  # rejected commands and refused parameters
             "seed": str(self._seed),
             "task": self._task,
         }
