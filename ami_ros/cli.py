@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from ami_ros.config import PlannerConfig
-
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
     """This process's environment, confined to loopback DDS on its own domain.
@@ -114,22 +112,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ami_ros.config import EvalConfig
+    from ami_ros.config import ControllerConfig, EvalConfig, from_params, load_ros_params
     from ami_ros.eval import closed_loop as cl
+    from ami_ros.paths import share_file
     from ami_ros.runtime import default_model_dir, load_model
 
-    runtime = load_model(args.model or default_model_dir(), intra_op_threads=args.threads)
-    planner = PlannerConfig(  # the fused cost graph's horizon is fixed at export
-        method=args.method, samples=args.samples, iterations=args.iterations, horizon=runtime.horizon,
-        elites=min(PlannerConfig.elites, args.samples),
+    robot = args.robot_config or share_file("config", "robots", "tabletop_arm.yaml")
+    controller = from_params(ControllerConfig, load_ros_params(robot, "planner_node"))
+    overrides = {k: v for k, v in (("method", args.method), ("samples", args.samples),
+                                   ("iterations", args.iterations)) if v is not None}  # fmt: skip
+    if "samples" in overrides:
+        overrides["elites"] = min(controller.planner.elites, args.samples)
+    controller = dataclasses.replace(
+        controller, planner=dataclasses.replace(controller.planner, **overrides),
+        cost_weights=tuple(args.weights) if args.weights else controller.cost_weights,
     )  # fmt: skip
+    model_dir = args.model or default_model_dir()
+    runtime = load_model(model_dir, controller.joint_names, intra_op_threads=args.threads)
     cfg = EvalConfig(
-        task=args.task, episodes=args.episodes, seed=args.seed, max_steps=args.steps, planner=planner,
-        cost_weights=tuple(args.weights) if args.weights else None,
-    )  # fmt: skip
-    report = cl.evaluate_policy(cl.world_model_policy(runtime, cfg, args.seed), cfg)
+        task=args.task, episodes=args.episodes, seed=args.seed, max_steps=args.steps, controller=controller
+    )
+    report = cl.evaluate_policy(cl.controller_policy(runtime, cfg), cfg, declares_reached=True)
+    report["robot_config"] = str(robot)
     report["providers"] = sorted(set(runtime.providers.values()))
-    random_actions = cl.random_policy(runtime.action_limits, args.seed)
+    random_actions = cl.random_policy(cfg, runtime.action_limits, args.seed)
     report["baselines"] = {"random": cl.evaluate_policy(random_actions, cfg)}
     if args.task == "reach":
         privileged = cl.privileged_reach_policy(cfg, runtime.action_limits, args.seed)
@@ -139,8 +145,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report["baselines"]["privileged_true_sim_state"] = cl.evaluate_policy(privileged, cfg)
     if args.json:
         print(json.dumps(report))
-    else:
-        print(json.dumps(report, indent=2))
+        return 0
+    print(json.dumps({k: v for k, v in report.items() if k != "per_episode"}, indent=2))
+    keys = ("success_rate", "false_reached_rate", "mean_start_distance_m", "mean_final_distance_m",
+            "tick_ms_p50")  # fmt: skip
+    print(f"\n{'policy':<28}" + "".join(f"{k:>24}" for k in keys))
+    for name, result in {"controller (world model)": report, **report["baselines"]}.items():
+        cells = (f"{result[k]:.3f}" if k in result else "-" for k in keys)
+        print(f"{name:<28}" + "".join(f"{c:>24}" for c in cells))
     return 0
 
 
@@ -219,14 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=60, help="control ticks per episode")
     ev.add_argument("--model", help="model directory (default: the shipped tabletop_arm)")
     ev.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
-    ev.add_argument("--method", choices=("cem", "mppi"), default=PlannerConfig.method)
     ev.add_argument(
-        "--samples", type=int, default=PlannerConfig.samples, help="action sequences per iteration"
+        "--robot-config",
+        help="ROS parameter file whose planner_node section sets the controller (default: the shipped "
+        "config/robots/tabletop_arm.yaml, as the node runs)",
     )
+    ev.add_argument("--method", choices=("cem", "mppi"), help="override planner.method")
+    ev.add_argument("--samples", type=int, help="override planner.samples (action sequences per iteration)")
+    ev.add_argument("--iterations", type=int, help="override planner.iterations (per tick)")
     ev.add_argument(
-        "--iterations", type=int, default=PlannerConfig.iterations, help="CEM/MPPI iterations per tick"
-    )
-    ev.add_argument("--weights", type=float, nargs=3, help="rollout-cost weights (default: the manifest's)")
+        "--weights", type=float, nargs="+",
+        help="override cost_weights (default: the robot config's, else the model manifest's)",
+    )  # fmt: skip
     ev.add_argument(
         "--privileged-push", action="store_true",
         help="push: also run CEM on the true simulator state (slow: ~0.1 s a tick)",

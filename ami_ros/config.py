@@ -182,6 +182,38 @@ def load_yaml(path: str | Path, cls: type[T], section: str | None = None) -> T:
         raise ConfigError(f"{path}: {err}") from None
 
 
+def load_ros_params(path: str | Path, node: str) -> dict[str, Any]:
+    """The `ros__parameters` of `node` in a ROS 2 parameter file, nested as written.
+
+    The section is found by the node's name: `node`, `/node`, `/**/node` or `/<namespace>/node`.
+    Pick one config from it with `from_params`.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    for key, value in (data or {}).items() if isinstance(data, dict) else ():
+        if str(key).rsplit("/", 1)[-1] == node:
+            params = value.get("ros__parameters") if isinstance(value, dict) else None
+            if not isinstance(params, dict):
+                raise ConfigError(f"{path}: section {key!r} has no ros__parameters mapping")
+            return params
+    raise ConfigError(f"{path}: no parameters for node {node!r}")
+
+
+def from_params(cls: type[T], params: dict[str, Any]) -> T:
+    """Build dataclass `cls` from the keys of a node's parameters that are its fields.
+
+    A node's section mixes several configs (its own, `ControllerConfig`, `runtime.*`); each
+    takes its fields, with the same type and value checks as `from_dict`.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return from_dict(cls, {k: v for k, v in params.items() if k in names})
+
+
 # ---------------------------------------------------------------------------------------- data
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -539,6 +571,54 @@ class SafetyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ControllerConfig:
+    """The control tick (`ami_ros.core.controller.Controller`) that planner_node and `ami-ros eval`
+    both run: goal, latent history, plan, safety filter, goal-reached decision and hold reasons.
+
+    As planner_node parameters the fields keep plain names (`control_period`, `planner.samples`,
+    `safety.max_step`); eval reads the same planner_node section of the robot config.
+    """
+
+    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    """The robot's joints in model order (checked against the model manifest)."""
+    joint_lower: tuple[float, ...] = (-1.9, -2.4, -2.4, -2.0)
+    """Lower joint position limits, rad (the safety filter's)."""
+    joint_upper: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
+    """Upper joint position limits, rad."""
+    velocity_limits: tuple[float, ...] = (1.5, 2.0, 2.5, 3.0)
+    """Joint velocity limits, rad/s."""
+    control_period: float = 0.1
+    """Seconds between plan ticks (the model's action period)."""
+    max_age: float = 0.3
+    """Inputs (latent, joint state) older than this (s) make the planner hold position."""
+    success_energy: float = 0.0001
+    """The goal counts as reached when the energy falls below this (and no longer once it rises
+    above twice this). With the shipped model's joint-only cost, 1e-4 is a normalised RMS joint
+    error of 0.01 (about 0.02 rad)."""
+    cost_weights: tuple[float, ...] = ()
+    """Rollout-cost weights (see the model manifest's `rollout_cost`); empty: the manifest's default."""
+    planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
+    """The sampling planner (its horizon is fixed by the model's rollout-cost graph)."""
+    safety: SafetyConfig = dataclasses.field(default_factory=SafetyConfig)
+    """The filter every command passes through."""
+
+    def __post_init__(self) -> None:
+        n = len(self.joint_names)
+        if not n or {len(self.joint_lower), len(self.joint_upper), len(self.velocity_limits)} != {n}:
+            raise ConfigError(
+                "joint_names, joint_lower, joint_upper and velocity_limits must have equal lengths"
+            )
+        if any(lo >= hi for lo, hi in zip(self.joint_lower, self.joint_upper, strict=True)):
+            raise ConfigError("every joint_lower must be < joint_upper")
+        if min(self.velocity_limits) <= 0:
+            raise ConfigError("velocity_limits must be > 0")
+        if self.control_period <= 0 or self.max_age <= 0:
+            raise ConfigError("control_period and max_age must be > 0")
+        if self.success_energy < 0 or any(w < 0 for w in self.cost_weights):
+            raise ConfigError("success_energy and cost_weights must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Closed-loop evaluation on the embedded robot (`ami-ros eval`)."""
 
@@ -550,20 +630,22 @@ class EvalConfig:
     """First episode seed; `ami-ros collect` uses seeds from 0."""
     max_steps: int = 60
     """Control ticks per episode."""
-    control_period: float = 0.1
-    """Seconds per control tick (the model's action period)."""
     success_m: float = 0.03
     """Success: end effector (reach) or block (push) within this distance of the goal, metres."""
-    cost_weights: tuple[float, float, float] | None = None
-    """Weights of the rollout cost (fine token MSE, 2x2-pooled token MSE, joint MSE); None: the
-    model manifest's `rollout_cost.default_weights`."""
-    planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
+    controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
+    """The control tick's settings; `ami-ros eval` reads them from the robot config's planner_node
+    section (`load_ros_params`), so eval runs the node's controller with the node's settings."""
+
+    @property
+    def control_period(self) -> float:
+        """Seconds per control tick (the controller's)."""
+        return self.controller.control_period
 
     def __post_init__(self) -> None:
         if self.task not in ("reach", "push"):
             raise ConfigError(f"task must be 'reach' or 'push', got {self.task!r}")
-        if self.episodes < 1 or self.max_steps < 1 or self.control_period <= 0 or self.success_m <= 0:
-            raise ConfigError("episodes, max_steps, control_period and success_m must be positive")
+        if self.episodes < 1 or self.max_steps < 1 or self.success_m <= 0:
+            raise ConfigError("episodes, max_steps and success_m must be positive")
 
 
 # ------------------------------------------------------------------------------------- nodes
@@ -669,50 +751,22 @@ class PredictorNodeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PlannerNodeConfig:
-    """`planner_node`: latent MPC from ami/latent towards a goal, through the safety filter."""
+    """`planner_node`'s own parameters, beside the `ControllerConfig` fields it also declares."""
 
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
-    """The robot's joints in model order (checked against the model manifest)."""
-    joint_lower: tuple[float, ...] = (-1.9, -2.4, -2.4, -2.0)
-    """Lower joint position limits, rad (the safety filter's)."""
-    joint_upper: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
-    """Upper joint position limits, rad."""
-    velocity_limits: tuple[float, ...] = (1.5, 2.0, 2.5, 3.0)
-    """Joint velocity limits, rad/s."""
     command_interface: str = "trajectory"
     """`trajectory`: trajectory_msgs/JointTrajectory on arm_controller/joint_trajectory;
     `forward`: std_msgs/Float64MultiArray on forward_position_controller/commands."""
-    control_period: float = 0.1
-    """Seconds between plan ticks (the model's action period)."""
-    max_age: float = 0.3
-    """Inputs (latent, joint state) older than this (s) make the planner hold position."""
-    success_energy: float = 0.0001
-    """The goal counts as reached when the energy falls below this. With the shipped model's
-    joint-only cost, 1e-4 is a normalised RMS joint error of 0.01 (about 0.02 rad)."""
-    cost_weights: tuple[float, ...] = ()
-    """Rollout-cost weights (see the model manifest's `rollout_cost`); empty: the manifest's default."""
     goal_memory_dir: str = "~/.ros/ami_goals"
     """Folder of named goals (`<name>.npz`), kept across restarts."""
     start_enabled: bool = True
     """Start commanding as soon as a goal is set (false: wait for ami/enable)."""
     diagnostics_period: float = 1.0
-    """Seconds between /diagnostics and ami/progress messages."""
+    """Seconds between /diagnostics messages."""
 
     def __post_init__(self) -> None:
-        n = len(self.joint_names)
-        if not n or {len(self.joint_lower), len(self.joint_upper), len(self.velocity_limits)} != {n}:
-            raise ConfigError(
-                "joint_names, joint_lower, joint_upper and velocity_limits must have equal lengths"
-            )
-        if any(lo >= hi for lo, hi in zip(self.joint_lower, self.joint_upper, strict=True)):
-            raise ConfigError("every joint_lower must be < joint_upper")
-        if min(self.velocity_limits) <= 0:
-            raise ConfigError("velocity_limits must be > 0")
         if self.command_interface not in ("trajectory", "forward"):
             raise ConfigError(
                 f"command_interface must be 'trajectory' or 'forward', got {self.command_interface!r}"
             )
-        if self.control_period <= 0 or self.max_age <= 0 or self.diagnostics_period <= 0:
-            raise ConfigError("control_period, max_age and diagnostics_period must be > 0")
-        if self.success_energy < 0 or any(w < 0 for w in self.cost_weights):
-            raise ConfigError("success_energy and cost_weights must be >= 0")
+        if self.diagnostics_period <= 0:
+            raise ConfigError(f"diagnostics_period must be > 0, got {self.diagnostics_period}")

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ami_ros.config import (
+    ControllerConfig,
     EncoderNodeConfig,
     PlannerConfig,
     PlannerNodeConfig,
@@ -82,10 +83,15 @@ NODE_CONFIGS = {
     "encoder_node": (EncoderNodeConfig, {"runtime.": RuntimeConfig}),
     "predictor_node": (PredictorNodeConfig, {"runtime.": RuntimeConfig}),
     "planner_node": (
-        PlannerNodeConfig,
+        (PlannerNodeConfig, ControllerConfig),
         {"runtime.": RuntimeConfig, "planner.": PlannerConfig, "safety.": SafetyConfig},
     ),
 }
+
+
+def plain_fields(cls: type | tuple[type, ...]) -> set[str]:
+    """Field names of a node's unprefixed config dataclass(es)."""
+    return {f.name for c in (cls if isinstance(cls, tuple) else (cls,)) for f in dataclasses.fields(c)}
 
 
 def check_node_section(node: str, params: dict) -> None:
@@ -95,7 +101,10 @@ def check_node_section(node: str, params: dict) -> None:
         from_dict(sub, {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)})
     plain = {k: v for k, v in params.items() if not any(k.startswith(p) for p in prefixed)}
     plain.pop("use_sim_time", None)
-    from_dict(cls, plain)
+    unknown = set(plain) - plain_fields(cls)
+    assert not unknown, f"{node}: unknown parameter(s) {sorted(unknown)}"
+    for c in cls if isinstance(cls, tuple) else (cls,):
+        from_dict(c, {k: v for k, v in plain.items() if k in plain_fields(c)})
 
 
 def test_embedded_robot_config_configures_every_node_validly():
@@ -114,7 +123,7 @@ def test_real_arm_template_has_only_known_keys():
         cls, prefixed = NODE_CONFIGS[node]
         for name in flatten(value["ros__parameters"]):
             prefix = next((p for p in prefixed if name.startswith(p)), "")
-            fields = {f.name for f in dataclasses.fields(prefixed.get(prefix, cls))}
+            fields = plain_fields(prefixed.get(prefix, cls))
             assert name.removeprefix(prefix) in fields, f"{node}: unknown parameter {name}"
 
 

@@ -6,10 +6,22 @@ frame, so the model sees identical pixels in both.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import cv2
 import numpy as np
 
 ENCODINGS = ("rgb8", "bgr8", "mono8")
+
+
+class FrameEncoder(Protocol):
+    """What `encode_frame` needs of a world model (`ami_ros.runtime.WorldModelRuntime` is one)."""
+
+    image_size: int
+
+    def encode(self, image: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """image (S, S, 3) uint8 RGB, joints (J,) rad -> latent (L, D), joints_est (J,)."""
+        ...
 
 
 def to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
@@ -39,3 +51,21 @@ def resize_frame(rgb: np.ndarray, size: int) -> np.ndarray:
     if rgb.shape[:2] == (size, size):
         return np.ascontiguousarray(rgb)
     return cv2.resize(np.ascontiguousarray(rgb), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def encode_frame(model: FrameEncoder, rgb: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One camera frame and the joint positions measured with it -> the model's latent state.
+
+    The one encoding step of the stack: encoder_node runs it on every camera frame, `ami-ros eval`
+    on every rendered frame, and the controller on goal images (with zero joints: a goal image
+    has no measured joints, so its joints are the pose network's estimate).
+
+    Args:
+        model: the world model's encoder.
+        rgb: (H, W, 3) uint8 RGB frame of any size (resized here, cv2.INTER_AREA).
+        joints: (J,) measured joint positions, rad, in model order.
+
+    Returns:
+        latent (L, D) float32 and joints_est (J,) rad, the joints the encoder reads from the pixels.
+    """
+    return model.encode(resize_frame(rgb, model.image_size), np.asarray(joints, np.float32))

@@ -1,29 +1,59 @@
-"""Closed-loop evaluation without ROS: the embedded robot, a model directory, the planner.
+"""Closed-loop evaluation without ROS: the embedded robot driven by planner_node's controller.
 
-Each control tick: render the camera, resize to the model's input, encode with the measured
-joint positions, plan with the fused rollout-cost graph against the goal image's latent and its
-joint estimate, pass the first action through the safety filter, command, advance one control
-period. The same loop runs two baselines: random actions, and a privileged planner that is told
-the goal joint configuration and plans on the true joint state (an upper bound for reaching).
+The world-model policy is `ami_ros.core.controller.Controller` — the object planner_node wraps —
+with the robot config's settings (`EvalConfig.controller`, read from the planner_node section of
+config/robots/tabletop_arm.yaml), fed as the node is fed: each tick, render the camera, encode it
+with the measured joints (`encode_frame`, encoder_node's step), hand latent and joints to the
+controller stamped with sim time, `tick(now)`, then command its target or hold where the arm is
+(as joint_trajectory_controller does on an empty trajectory), and advance one control period.
+`tick_ms` is encode + tick (not the render, which a robot's camera does).
+
+Baselines run the same loop through the same safety filter: random actions, and privileged planners
+told the true goal (joint integrator for reach; a copy of the simulator for push).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ami_ros.config import EvalConfig, SafetyConfig, SimConfig
+from ami_ros.config import ControllerConfig, EvalConfig, SimConfig
+from ami_ros.core.controller import Controller, Decision, WorldModel
 from ami_ros.core.planner import Planner
-from ami_ros.core.preprocess import resize_frame
+from ami_ros.core.preprocess import encode_frame
 from ami_ros.core.safety import SafetyFilter
-from ami_ros.runtime import WorldModelRuntime
 from ami_ros.sim import ArmSim
 
-Policy = Callable[[ArmSim, np.ndarray], np.ndarray]
-"""(sim, goal image) -> first action (J,) of this tick; state kept by the closure."""
+
+@dataclass(frozen=True)
+class Step:
+    """What a policy does in one tick."""
+
+    target: np.ndarray | None
+    """(J,) joint-position target, rad, through the safety filter; None: hold where the arm is."""
+    ms: float
+    """Decision time: encode + tick for the controller, planning for a baseline (not rendering)."""
+    reached: bool | None = None
+    """The controller's goal-reached flag; None for baselines, which have none."""
+
+
+Policy = Callable[[ArmSim], Step]
+"""One tick on the sim; per-episode state lives in the object."""
+MakePolicy = Callable[[ArmSim, int], Policy]
+"""(sim just reset to an episode, episode seed) -> that episode's policy."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One controller tick in eval: its inputs and its decision (for tests and inspection)."""
+
+    now: float
+    latent: np.ndarray  # (L, D)
+    joints: np.ndarray  # (J,) rad
+    decision: Decision
 
 
 @dataclass
@@ -35,6 +65,9 @@ class EpisodeResult:
     success_final: bool
     success_any: bool
     tick_ms: list[float]
+    reached: list[tuple[int, float]] = field(default_factory=list)
+    """Each tick at which the controller declared the goal reached (its flag turned on), with the
+    true task distance (m) at that tick; empty for baselines."""
 
 
 def task_distance(sim: ArmSim) -> float:
@@ -45,47 +78,75 @@ def task_distance(sim: ArmSim) -> float:
     return float(np.linalg.norm(s.block_pose[:2] - s.goal.block_pose[:2]))
 
 
-def world_model_policy(runtime: WorldModelRuntime, cfg: EvalConfig, seed: int) -> Callable[[], Policy]:
-    """A factory of fresh per-episode planners on `runtime` (warm start and history reset)."""
+class ControllerPolicy:
+    """The Controller of one episode, fed from the sim as planner_node is fed from its topics.
 
-    def make() -> Policy:
-        planner = Planner(cfg.planner, runtime.action_limits, np.random.default_rng(seed))
-        history: list[np.ndarray] = []
-        goal: dict[str, np.ndarray] = {}
-        size = runtime.image_size
+    Args:
+        sim: the robot, reset to the episode (its goal image becomes the goal).
+        model: the world model.
+        config: the controller's settings (the robot config's).
+        seed: seeds the planner's generator.
+        record: if given, every tick's inputs and decision are appended to it.
+    """
 
-        def act(sim: ArmSim, goal_image: np.ndarray) -> np.ndarray:
-            q = sim.state().qpos.astype(np.float32)
-            if not goal:
-                goal["latent"], goal["joints"] = runtime.encode(
-                    resize_frame(goal_image, size), np.zeros_like(q)
-                )
-            latent, _ = runtime.encode(resize_frame(sim.render(), size), q)
-            history.append(latent)
-            del history[: -runtime.history]
-            hist = np.stack([history[0]] * (runtime.history - len(history)) + history)
-            plan = planner.plan(
-                lambda a: runtime.rollout_cost(hist, goal["latent"], goal["joints"], a, cfg.cost_weights)
-            )
-            return plan[0]
+    def __init__(
+        self,
+        sim: ArmSim,
+        model: WorldModel,
+        config: ControllerConfig,
+        seed: int,
+        record: list[Tick] | None = None,
+    ) -> None:
+        self.model, self.record = model, record
+        self.controller = Controller(config, model, np.random.default_rng(seed))
+        self.controller.set_goal(self.controller.goal_from_image(sim.render_goal(), f"seed {seed}"))
 
-        return act
+    def __call__(self, sim: ArmSim) -> Step:
+        frame, s = sim.render(), sim.state()
+        t0 = time.perf_counter()
+        latent, _ = encode_frame(self.model, frame, s.qpos)
+        self.controller.add_latent(s.time, latent)
+        self.controller.add_joints(s.time, sim.joint_names, s.qpos)
+        decision = self.controller.tick(s.time)
+        ms = 1e3 * (time.perf_counter() - t0)
+        if self.record is not None:
+            self.record.append(Tick(s.time, latent, s.qpos, decision))
+        return Step(decision.command, ms, decision.reached)
 
-    return make
+
+def controller_policy(model: WorldModel, cfg: EvalConfig, record: list[Tick] | None = None) -> MakePolicy:
+    """Episodes of the world-model controller with `cfg.controller`'s settings."""
+    return lambda sim, seed: ControllerPolicy(sim, model, cfg.controller, seed, record)
 
 
-def random_policy(limits: np.ndarray, seed: int) -> Callable[[], Policy]:
+def _filtered(cfg: EvalConfig, act: Callable[[ArmSim], np.ndarray]) -> Policy:
+    """A baseline's action (J,) through the robot's safety filter, as the controller's is."""
+    c = cfg.controller
+    safety = SafetyFilter(
+        np.array(c.joint_lower), np.array(c.joint_upper), np.array(c.velocity_limits), c.safety
+    )
+
+    def step(sim: ArmSim) -> Step:
+        t0 = time.perf_counter()
+        action, q = act(sim), sim.state().qpos
+        target, _ = safety.filter(q, q + action, cfg.control_period)
+        return Step(target, 1e3 * (time.perf_counter() - t0))
+
+    return step
+
+
+def random_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> MakePolicy:
     rng = np.random.default_rng(seed)
-    return lambda: lambda sim, goal_image: rng.uniform(-limits, limits)
+    return lambda sim, episode_seed: _filtered(cfg, lambda sim: rng.uniform(-limits, limits))
 
 
-def privileged_reach_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> Callable[[], Policy]:
+def privileged_reach_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> MakePolicy:
     """CEM on the true joint state towards the true goal configuration (joint integrator model)."""
 
-    def make() -> Policy:
-        planner = Planner(cfg.planner, limits, np.random.default_rng(seed))
+    def make(sim: ArmSim, episode_seed: int) -> Policy:
+        planner = Planner(cfg.controller.planner, limits, np.random.default_rng(seed))
 
-        def act(sim: ArmSim, goal_image: np.ndarray) -> np.ndarray:
+        def act(sim: ArmSim) -> np.ndarray:
             q, goal_q = sim.state().qpos, sim.goal.arm_qpos
 
             def cost(actions: np.ndarray) -> np.ndarray:  # (N, H, J) -> (N,), a stage cost
@@ -94,12 +155,12 @@ def privileged_reach_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> C
 
             return planner.plan(cost)[0]
 
-        return act
+        return _filtered(cfg, act)
 
     return make
 
 
-def privileged_push_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> Callable[[], Policy]:
+def privileged_push_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> MakePolicy:
     """CEM on the true simulator state (arm and block), with a copy of the simulator as its model.
 
     The cost, summed over the horizon: block-to-goal distance, plus 0.3 x the pusher's distance
@@ -108,12 +169,12 @@ def privileged_push_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> Ca
     instead of 2 ms, so that 64 x 2 x 5 simulated actions fit in a tick.
     """
 
-    def make() -> Policy:
-        planner = Planner(cfg.planner, limits, np.random.default_rng(seed))
+    def make(sim: ArmSim, episode_seed: int) -> Policy:
+        planner = Planner(cfg.controller.planner, limits, np.random.default_rng(seed))
         model = ArmSim(SimConfig(task="push"))
         model.model.opt.timestep = model.physics_dt = 0.01
 
-        def act(sim: ArmSim, goal_image: np.ndarray) -> np.ndarray:
+        def act(sim: ArmSim) -> np.ndarray:
             start, goal = sim.state(), sim.goal.block_pose[:2]
 
             def cost(actions: np.ndarray) -> np.ndarray:
@@ -134,41 +195,37 @@ def privileged_push_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> Ca
 
             return planner.plan(cost)[0]
 
-        return act
+        return _filtered(cfg, act)
 
     return make
 
 
-def run_episode(
-    sim: ArmSim, policy: Policy, seed: int, cfg: EvalConfig, safety: SafetyFilter
-) -> EpisodeResult:
+def run_episode(sim: ArmSim, make_policy: MakePolicy, seed: int, cfg: EvalConfig) -> EpisodeResult:
     sim.reset(seed, cfg.task)
-    goal_image = sim.render_goal()
+    policy = make_policy(sim, seed)
     start = distance = best = task_distance(sim)
-    reached, ticks = False, []
-    for _ in range(cfg.max_steps):
-        t0 = time.perf_counter()
-        action = policy(sim, goal_image)
-        q = sim.state().qpos
-        target, _ = safety.filter(q, q + action, cfg.control_period)
-        ticks.append(1e3 * (time.perf_counter() - t0))
-        sim.command(target)
+    ever, was_reached, ticks, reached = False, False, [], []
+    for i in range(cfg.max_steps):
+        step = policy(sim)
+        if step.reached and not was_reached:
+            reached.append((i, distance))  # the distance the frame it decided on shows
+        was_reached = bool(step.reached)
+        ticks.append(step.ms)
+        if step.target is None:
+            sim.hold()
+        else:
+            sim.command(step.target)
         sim.advance(cfg.control_period)
         distance = task_distance(sim)
         best = min(best, distance)
-        reached |= distance < cfg.success_m
-    return EpisodeResult(seed, start, distance, best, distance < cfg.success_m, reached, ticks)
+        ever |= distance < cfg.success_m
+    return EpisodeResult(seed, start, distance, best, distance < cfg.success_m, ever, ticks, reached)
 
 
-def evaluate_policy(make_policy: Callable[[], Policy], cfg: EvalConfig) -> dict:
-    """Run `cfg.episodes` episodes (seeds cfg.seed, cfg.seed + 1, ...); returns the summary."""
-    results = []
-    with ArmSim(SimConfig(task=cfg.task)) as sim:
-        safety = SafetyFilter(sim.lower, sim.upper, sim.velocity_limits, SafetyConfig())
-        for i in range(cfg.episodes):
-            results.append(run_episode(sim, make_policy(), cfg.seed + i, cfg, safety))
+def summarize(results: list[EpisodeResult], cfg: EvalConfig, declares_reached: bool) -> dict:
+    """Success rates, distances, tick time; for the controller also its goal-reached declarations."""
     ticks = np.concatenate([r.tick_ms for r in results])
-    return {
+    report = {
         "success_rate": float(np.mean([r.success_final for r in results])),
         "success_rate_any_step": float(np.mean([r.success_any for r in results])),
         "episodes": len(results),
@@ -178,3 +235,25 @@ def evaluate_policy(make_policy: Callable[[], Policy], cfg: EvalConfig) -> dict:
         "tick_ms_p50": float(np.percentile(ticks, 50)),
         "tick_ms_p99": float(np.percentile(ticks, 99)),
     }
+    if declares_reached:
+        report["declared_reached_rate"] = float(np.mean([bool(r.reached) for r in results]))
+        report["false_reached_rate"] = float(
+            np.mean([any(d > cfg.success_m for _, d in r.reached) for r in results])
+        )
+        report["per_episode"] = [
+            {
+                "seed": r.seed,
+                "start_distance_m": round(r.start_distance_m, 4),
+                "final_distance_m": round(r.final_distance_m, 4),
+                "reached_at": [{"tick": t, "distance_m": round(d, 4)} for t, d in r.reached],
+            }
+            for r in results
+        ]
+    return report
+
+
+def evaluate_policy(make_policy: MakePolicy, cfg: EvalConfig, declares_reached: bool = False) -> dict:
+    """Run `cfg.episodes` episodes (seeds cfg.seed, cfg.seed + 1, ...); returns the summary."""
+    with ArmSim(SimConfig(task=cfg.task)) as sim:
+        results = [run_episode(sim, make_policy, cfg.seed + i, cfg) for i in range(cfg.episodes)]
+    return summarize(results, cfg, declares_reached)

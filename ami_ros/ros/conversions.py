@@ -13,8 +13,8 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Header
-from trajectory_msgs.msg import JointTrajectory
+from std_msgs.msg import Float64MultiArray, Header
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 MAX_PIXELS = 50_000_000
@@ -116,6 +116,25 @@ def trajectory_arrays(
     positions = [np.asarray(p.positions, dtype=float) for p in msg.points]
     velocities = [np.asarray(p.velocities, dtype=float) for p in msg.points]
     return list(msg.joint_names), times, positions, velocities
+
+
+def joint_command(
+    interface: str, names: Sequence[str], positions: np.ndarray | None, period: float
+) -> JointTrajectory | Float64MultiArray:
+    """A joint-position command as the ros2_control controllers take it.
+
+    `trajectory` (joint_trajectory_controller): one point `period` s ahead; positions None gives
+    an empty trajectory, on which the controller holds the arm where it is. `forward`
+    (forward_command_controller): the (J,) positions in joint order.
+    """
+    if interface == "forward":
+        return Float64MultiArray(data=np.asarray(positions, float).tolist())
+    msg = JointTrajectory(joint_names=list(names))
+    if positions is not None:
+        point = JointTrajectoryPoint(positions=np.asarray(positions, float).tolist())
+        point.time_from_start = Duration(sec=int(period), nanosec=round((period % 1) * 1e9))
+        msg.points = [point]
+    return msg
 
 
 def latent_to_image(latent: np.ndarray, header: Header) -> Image:

@@ -28,7 +28,7 @@ from sensor_msgs.msg import Image, JointState
 
 from ami_ros.config import EncoderNodeConfig
 from ami_ros.core.buffers import JointStateBuffer
-from ami_ros.core.preprocess import resize_frame, to_rgb
+from ami_ros.core.preprocess import encode_frame, to_rgb
 from ami_ros.core.stamps import check_stamp
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
@@ -110,7 +110,7 @@ class EncoderNode(ManagedNode):
                 )
             return
         t0 = time.perf_counter()
-        latent, _ = self.runtime.encode(resize_frame(rgb, self.runtime.image_size), q.astype(np.float32))
+        latent, _ = encode_frame(self.runtime, rgb, q)
         self._encode_ms.append(1e3 * (time.perf_counter() - t0))
         self._pub.publish(conv.latent_to_image(latent, msg.header))
         self._latents += 1

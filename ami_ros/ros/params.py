@@ -13,6 +13,7 @@ import functools
 import inspect
 import itertools
 import textwrap
+import typing
 from collections.abc import Collection
 from typing import Any, TypeVar
 
@@ -29,7 +30,8 @@ def declare_from_dataclass(node: Node, cls: type, prefix: str = "", dynamic: Col
     """Declare one parameter `prefix + field` per field of dataclass `cls`, with the field's default.
 
     Parameters are dynamically typed (`-p rate:=2` for a float field is fine: `read_dataclass`
-    checks and converts) and read-only after start-up except the fields named in `dynamic`.
+    checks and converts) and read-only after start-up except the fields named in `dynamic`. A
+    field that is itself a dataclass becomes its fields under `prefix + field + "."`.
     """
     docs = _field_docs(cls)
     for field in dataclasses.fields(cls):
@@ -39,6 +41,9 @@ def declare_from_dataclass(node: Node, cls: type, prefix: str = "", dynamic: Col
             default = field.default_factory()
         else:
             default = None
+        if dataclasses.is_dataclass(default):
+            declare_from_dataclass(node, type(default), f"{prefix}{field.name}.", dynamic)
+            continue
         if isinstance(default, tuple):
             default = list(default)
         descriptor = ParameterDescriptor(
@@ -56,9 +61,19 @@ def read_dataclass(node: Node, cls: type[T], prefix: str = "") -> T:
     Raises:
         ConfigError: a parameter has a wrong type or an invalid value (the message names it).
     """
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    data = {name: plain(node.get_parameter(prefix + name).value) for name in names}
-    return from_dict(cls, data, prefix=prefix)
+    return from_dict(cls, _read_fields(node, cls, prefix), prefix=prefix)
+
+
+def _read_fields(node: Node, cls: type, prefix: str) -> dict[str, Any]:
+    """The parameters of `cls`'s fields as a mapping; a dataclass field as a nested mapping."""
+    hints = typing.get_type_hints(cls)
+    data = {}
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]):
+            data[field.name] = _read_fields(node, hints[field.name], f"{prefix}{field.name}.")
+        else:
+            data[field.name] = plain(node.get_parameter(prefix + field.name).value)
+    return data
 
 
 def _guard(node: Node, cls: type, prefix: str, dynamic: Collection[str]) -> None:

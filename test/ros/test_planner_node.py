@@ -1,0 +1,123 @@
+"""planner_node is a message adapter: in-process, fed latents, joint states and a goal image over
+DDS, it publishes exactly the command a Controller computes from the same inputs (the controller
+`ami-ros eval` runs), and holds when e-stopped as the Controller decides."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Header
+from std_srvs.srv import SetBool
+from trajectory_msgs.msg import JointTrajectory
+
+from ami_ros.config import SimConfig, load_ros_params
+from ami_ros.core.controller import PLANNING, Controller
+from ami_ros.core.preprocess import encode_frame
+from ami_ros.ros import conversions as conv
+from ami_ros.ros import qos
+from ami_ros.sim import ArmSim
+
+pytestmark = pytest.mark.ros
+
+ROBOT = Path(__file__).resolve().parents[2] / "config" / "robots" / "tabletop_arm.yaml"
+
+
+def flat(params: dict, prefix: str = "") -> list[Parameter]:
+    out = []
+    for key, value in params.items():
+        if isinstance(value, dict):
+            out += flat(value, f"{prefix}{key}.")
+        else:
+            out.append(Parameter(prefix + key, value=value))
+    return out
+
+
+@pytest.fixture(scope="module")
+def episode() -> dict:
+    """Two frames one control period apart, the joints of the second, and the goal image."""
+    with ArmSim(SimConfig(task="reach")) as sim:
+        sim.reset(100_002, "reach")
+        first, q1 = sim.render(), sim.state().qpos
+        sim.command(q1 + 0.1)
+        sim.advance(0.1)
+        return {"frames": (first, sim.render()), "q": (q1, sim.state().qpos), "goal": sim.render_goal()}
+
+
+def test_the_node_publishes_the_command_its_controller_computes(ros, tmp_path, episode) -> None:
+    from ami_ros.ros.planner_node import PlannerNode
+
+    overrides = {"start_enabled": False, "goal_memory_dir": str(tmp_path), "max_age": 60.0}
+    params = load_ros_params(ROBOT, "planner_node") | overrides  # max_age: a loaded machine is slow
+    node = PlannerNode(context=ros.context, parameter_overrides=flat(params))
+    ros.executor.add_node(node)
+    try:
+        run(ros, node, episode)
+    finally:
+        ros.executor.remove_node(node)
+        node.destroy_node()
+
+
+def run(ros, node, episode) -> None:
+    rt, names = node.runtime, list(node.controller.config.joint_names)
+    commands = ros.subscribe(JointTrajectory, "arm_controller/joint_trajectory", keep=50)
+    progress = ros.subscribe(DiagnosticStatus, "ami/progress", keep=50)
+    goal_pub = ros.node.create_publisher(Image, "ami/goal_image", qos.LATCHED)
+    latent_pub = ros.node.create_publisher(Image, "ami/latent", 10)
+    joint_pub = ros.node.create_publisher(JointState, "joint_states", 10)
+    estop = ros.node.create_publisher(Bool, "ami/estop", 10)
+    t = time.time()
+    goal_pub.publish(conv.numpy_to_image(episode["goal"], conv.to_time(t), "camera"))
+    ros.spin_until(lambda: node.controller.goal is not None, 20.0, "the node's goal")
+
+    reference = Controller(node.controller.config, rt)  # same settings, so the same planner seed
+    reference.set_goal(reference.goal_from_image(episode["goal"], "goal"))
+    np.testing.assert_array_equal(node.controller.goal.latent, reference.goal.latent)
+    for k, (frame, q) in enumerate(zip(episode["frames"], episode["q"], strict=True)):
+        stamp = t - 0.1 * (1 - k)
+        latent, _ = encode_frame(rt, frame, q)  # what encoder_node publishes
+        reference.add_latent(stamp, latent)
+        ros.spin_until(latent_pub.get_subscription_count, 10.0, "the node's latent subscription")
+        latent_pub.publish(conv.latent_to_image(latent, Header(stamp=conv.to_time(stamp), frame_id="camera")))
+
+        def arrived(latent=latent):
+            here = node.controller.goal_here("probe")
+            return here is not None and np.array_equal(here.latent, latent)
+
+        ros.spin_until(arrived, 10.0, f"latent {k} at the node")
+    q = episode["q"][1]
+    reference.add_joints(t, names, q)
+    joint_pub.publish(conv.joint_state(names[::-1], q[::-1], np.zeros(4), np.zeros(4), conv.to_time(t)))
+    ros.spin_until(lambda: node.controller.latest_joints() is not None, 10.0, "joint_states at the node")
+    assert not [m for m in commands if m.points], "a disabled node commanded"
+
+    assert ros.call(ros.node.create_client(SetBool, "ami/enable"), SetBool.Request(data=True)).success
+    reference.set_enabled(True)
+    expected = reference.tick(t + 0.05)
+    assert expected.state == PLANNING
+    msg = ros.spin_until(lambda: next((m for m in commands if m.points), None), 20.0, "the node's command")
+    assert msg.joint_names == names
+    np.testing.assert_array_equal(msg.points[0].positions, expected.command)
+    assert conv.to_seconds(msg.points[0].time_from_start) == pytest.approx(
+        node.controller.config.control_period
+    )
+    report = ros.spin_until(
+        lambda: next((p for p in progress if p.message == PLANNING), None), 10.0, "a planning progress report"
+    )
+    values = {kv.key: kv.value for kv in report.values}
+    assert values["energy"] == f"{expected.energy:.6f}" and values["state"] == expected.state
+
+    commands.clear()
+    estop.publish(Bool(data=True))
+    reference.set_enabled(False)
+    hold = reference.tick(t + 0.2)
+    ros.spin_until(lambda: any(not m.points for m in commands), 10.0, "a hold on e-stop")
+    ros.spin_until(lambda: node.controller.state == hold.state, 10.0, f"the {hold.state!r} state")
