@@ -6,7 +6,7 @@ config/robots/tabletop_arm.yaml), fed as the node is fed: each tick, render the 
 with the measured joints (`encode_frame`, encoder_node's step), hand latent and joints to the
 controller stamped with sim time, `tick(now)`, then command its target or hold where the arm is
 (as joint_trajectory_controller does on an empty trajectory), and advance one control period.
-`tick_ms` is encode + tick (not the render, which a robot's camera does).
+`tick_ms` is encode + tick of the ticks that planned (not the render, which a robot's camera does).
 
 Baselines run the same loop through the same safety filter: random actions, and privileged planners
 told the true goal (joint integrator for reach; a copy of the simulator for push).
@@ -65,6 +65,7 @@ class EpisodeResult:
     success_final: bool
     success_any: bool
     tick_ms: list[float]
+    """Decision time of each tick that commanded (encode + plan for the controller), ms."""
     reached: list[tuple[int, float]] = field(default_factory=list)
     """Each tick at which the controller declared the goal reached (its flag turned on), with the
     true task distance (m) at that tick; empty for baselines."""
@@ -210,10 +211,10 @@ def run_episode(sim: ArmSim, make_policy: MakePolicy, seed: int, cfg: EvalConfig
         if step.reached and not was_reached:
             reached.append((i, distance))  # the distance the frame it decided on shows
         was_reached = bool(step.reached)
-        ticks.append(step.ms)
         if step.target is None:
             sim.hold()
         else:
+            ticks.append(step.ms)  # the plan ticks' time: a hold only encodes
             sim.command(step.target)
         sim.advance(cfg.control_period)
         distance = task_distance(sim)
@@ -224,7 +225,7 @@ def run_episode(sim: ArmSim, make_policy: MakePolicy, seed: int, cfg: EvalConfig
 
 def summarize(results: list[EpisodeResult], cfg: EvalConfig, declares_reached: bool) -> dict:
     """Success rates, distances, tick time; for the controller also its goal-reached declarations."""
-    ticks = np.concatenate([r.tick_ms for r in results])
+    ticks = np.concatenate([r.tick_ms for r in results]) if any(r.tick_ms for r in results) else [np.nan]
     report = {
         "success_rate": float(np.mean([r.success_final for r in results])),
         "success_rate_any_step": float(np.mean([r.success_any for r in results])),
