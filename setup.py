@@ -45,6 +45,7 @@ setup(
             "encoder_node = ami_ros.ros.encoder_node:main",
             "predictor_node = ami_ros.ros.predictor_node:main",
             "planner_node = ami_ros.ros.planner_node:main",
+            "ami_stack = ami_ros.ros.stack:main",
         ],
     },
 )

@@ -2,6 +2,10 @@
 
 ros2 launch ami_ros sim.launch.py task:=push seed:=3 namespace:=robot1
 ros2 launch ami_ros sim.launch.py stack:=false      # the robot alone (gz_ros2_control interfaces)
+ros2 launch ami_ros sim.launch.py one_process:=true autostart:=false
+
+Each robot keeps its simulated clock under its namespace (`/clock` remapped to `clock`: /robot1/clock),
+and its stack follows that clock, so several robots run in one ROS graph without sharing time.
 """
 
 from pathlib import Path
@@ -26,6 +30,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("stack", default_value="true", description="also start the ami_ros stack"),
         DeclareLaunchArgument("model_dir", default_value="", description="empty: the shipped tabletop_arm"),
         DeclareLaunchArgument("command_interface", default_value="trajectory"),
+        DeclareLaunchArgument("autostart", default_value="true", description="activate the stack's nodes"),
+        DeclareLaunchArgument("one_process", default_value="false", description="the stack in one process"),
     ]
     sim = Node(
         package="ami_ros",
@@ -39,6 +45,7 @@ def generate_launch_description() -> LaunchDescription:
                 "sim.task": LaunchConfiguration("task"),
             },
         ],
+        remappings=[("/clock", "clock")],
     )
     stack = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(share / "launch" / "ami.launch.py")),
@@ -49,6 +56,9 @@ def generate_launch_description() -> LaunchDescription:
             "use_sim_time": "true",
             "command_interface": LaunchConfiguration("command_interface"),
             "goal_image_topic": "sim/goal_image",
+            "autostart": LaunchConfiguration("autostart"),
+            "one_process": LaunchConfiguration("one_process"),
+            "clock_topic": "clock",
         }.items(),
         condition=IfCondition(LaunchConfiguration("stack")),
     )

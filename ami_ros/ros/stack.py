@@ -1,0 +1,32 @@
+"""ami_stack: encoder_node, predictor_node and planner_node in one process, one executor.
+
+rclpy's form of composition (it has no component container): the same node classes, the same
+names, parameters and topics as the three executables, so `ami.launch.py one_process:=true` is a
+drop-in replacement. One process saves two interpreters and their model sessions' memory, and a
+latent goes from encoder to planner without crossing a process boundary or a second scheduler.
+
+    ros2 run ami_ros ami_stack --ros-args --params-file robot.yaml -r __ns:=/robot1
+
+Each node keeps its callback groups; a MultiThreadedExecutor runs them side by side (onnxruntime
+releases the GIL while it computes), so encoding a frame does not wait for a planning tick.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ami_ros.ros.encoder_node import EncoderNode
+from ami_ros.ros.planner_node import PlannerNode
+from ami_ros.ros.predictor_node import PredictorNode
+from ami_ros.ros.spin import spin_nodes
+
+THREADS = 4
+"""Executor threads: one per node plus one, so the planner's inputs arrive during a tick."""
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_nodes([EncoderNode, PredictorNode, PlannerNode], "ami_stack", args, threads=THREADS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
