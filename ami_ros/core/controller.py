@@ -279,6 +279,8 @@ class Controller:
             if entry is None or now - entry[0] > max_age:
                 age = "none received" if entry is None else f"{now - entry[0]:.2f} s old"
                 return f"{what} stale ({age}, max_age {max_age} s)"
+            if entry[0] - now > max_age:  # the clock jumped back (a sim reset): nothing is current
+                return f"{what} from the future ({entry[0] - now:.2f} s ahead: the clock jumped back?)"
         assert newest is not None
         self.energy = goal_energy(newest[1], goal.latent, goal.joints, self.model.joint_limits, self.weights)
         success = self.config.success_energy

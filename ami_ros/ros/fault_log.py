@@ -39,8 +39,11 @@ class FaultLog:
             self._suppressed.clear()
         more = self._suppressed.pop(kind, 0)
         self._logged[kind] = now
-        log = self.logger.warning if severity == "warning" else self.logger.error
-        log(f"{text} ({more} more of this kind since the last line)" if more else text)
+        line = f"{text} ({more} more of this kind since the last line)" if more else text
+        if severity == "warning":  # one call site per severity: rclpy refuses to mix them at one
+            self.logger.warning(line)
+        else:
+            self.logger.error(line)
 
     @classmethod
     def of(cls, node) -> FaultLog:

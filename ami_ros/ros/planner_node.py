@@ -7,6 +7,9 @@ ami/save_goal (String: save the newest latent under this name in `goal_memory_di
 arm_controller/joint_trajectory or forward_position_controller/commands (`command_interface`; a
 hold is an empty trajectory or the measured positions), ami/progress every tick, /diagnostics.
 Parameters: `ControllerConfig` (plain names, `planner.*`, `safety.*`), `PlannerNodeConfig`, `runtime.*`.
+Lifecycle (`ami_ros.ros.lifecycle`): configure loads the encoder and rollout-cost graphs only;
+inputs, the enable service and the tick timer exist only while active; deactivating or shutting
+down while active publishes a hold first. Parameter `autostart` (default true).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from collections import deque
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from std_srvs.srv import SetBool
@@ -28,23 +30,32 @@ from ami_ros.config import ControllerConfig, PlannerNodeConfig
 from ami_ros.core.controller import Controller, recent
 from ami_ros.core.goal_memory import Goal, GoalMemory
 from ami_ros.core.preprocess import to_rgb
+from ami_ros.core.stamps import check_stamp
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
-from ami_ros.ros.model_loading import load_node_model
+from ami_ros.ros.fault_log import FaultLog
+from ami_ros.ros.lifecycle import ManagedNode
+from ami_ros.ros.model_loading import declare_runtime, load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
 from ami_ros.ros.spin import spin_node
 
 INPUT_ERRORS = (ValueError, KeyError, OSError)
 
 
-class PlannerNode(Node):
+class PlannerNode(ManagedNode):
+    """Lifecycle node: loads the encoder and rollout-cost graphs on configure, plans while active,
+    and holds the arm as it deactivates or shuts down."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("planner_node", **kwargs)
         declare_from_dataclass(self, ControllerConfig)
         declare_from_dataclass(self, PlannerNodeConfig)
+        declare_runtime(self)
+
+    def configure(self) -> None:
         self.config = c = read_dataclass(self, PlannerNodeConfig)
         cc = read_dataclass(self, ControllerConfig)
-        self.runtime = load_node_model(self, cc.joint_names)
+        self.runtime = load_node_model(self, cc.joint_names, graphs=("encoder.onnx", "rollout_cost.onnx"))
         self.controller = Controller(cc, self.runtime, enabled=c.start_enabled)
         self.memory = GoalMemory(c.goal_memory_dir)
         self._lock = threading.Lock()  # orders a stop's hold and a tick's command
@@ -53,26 +64,44 @@ class PlannerNode(Node):
         self._interventions, self._last_error = 0, ""
         forward = c.command_interface == "forward"
         topic = "forward_position_controller/commands" if forward else "arm_controller/joint_trajectory"
-        self._pub_cmd = self.create_publisher(Float64MultiArray if forward else JointTrajectory, topic, 10)
-        self._pub_progress = self.create_publisher(DiagnosticStatus, "ami/progress", 10)
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        # Latents drive ticks (a plan starts as soon as a frame is encoded), a timer when none does
-        # (so stale inputs are noticed); one group, so ticks never overlap while inputs keep coming.
-        ticks = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, "ami/latent", self._on_latent, qos.LATEST, callback_group=ticks)
-        self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR)
-        self.create_subscription(Image, "ami/goal_image", self._on_goal_image, qos.LATCHED)
-        self.create_subscription(String, "ami/goal_name", self._on_goal_name, 10)
-        self.create_subscription(String, "ami/save_goal", self._on_save_goal, 10)
-        self.create_subscription(Bool, "ami/estop", lambda m: m.data and self._enable(False, "e-stop"), 10)
-        self.create_service(SetBool, "ami/enable", self._on_enable)
-        self.create_timer(cc.control_period, lambda: self._due(1.0) and self._tick(), callback_group=ticks)
-        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+        self._pub_cmd = self.create_lifecycle_publisher(
+            Float64MultiArray if forward else JointTrajectory, topic, 10
+        )
+        self._pub_progress = self.create_lifecycle_publisher(DiagnosticStatus, "ami/progress", 10)
+        self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         p = self.controller.planner.config
         self.get_logger().info(
             f"planning with {p.method} ({p.samples} samples x {p.iterations} iterations, horizon "
             f"{p.horizon}); commands on {topic}; goals in {self.memory.folder}"
         )
+
+    def activate(self) -> None:
+        # Latents drive ticks (a plan starts as soon as a frame is encoded), a timer when none does
+        # (so stale inputs are noticed); one group, so ticks never overlap while inputs keep coming.
+        ticks = MutuallyExclusiveCallbackGroup()
+        period = self.controller.config.control_period
+        self.inputs(
+            self.create_subscription(Image, "ami/latent", self._on_latent, qos.LATEST, callback_group=ticks),
+            self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR),
+            self.create_subscription(Image, "ami/goal_image", self._on_goal_image, qos.LATCHED),
+            self.create_subscription(String, "ami/goal_name", self._on_goal_name, 10),
+            self.create_subscription(String, "ami/save_goal", self._on_save_goal, 10),
+            self.create_subscription(
+                Bool, "ami/estop", lambda m: m.data and self._enable(False, "e-stop"), 10
+            ),
+            self.create_service(SetBool, "ami/enable", self._on_enable),
+            self.create_timer(period, lambda: self._due(1.0) and self._tick(), callback_group=ticks),
+            self.create_timer(self.config.diagnostics_period, self._publish_diagnostics),
+        )
+
+    def deactivate(self) -> None:
+        with self._lock:
+            self._publish_hold()  # the arm stops here, not at the end of the last command
+
+    def release(self) -> None:
+        if getattr(self, "runtime", None) is not None:
+            self.runtime.close()
+        self.runtime = None
 
     def close(self) -> None:
         pass  # nothing to flush (spin_node calls it on every exit path)
@@ -82,24 +111,28 @@ class PlannerNode(Node):
 
     def _error(self, text: str) -> None:
         self._last_error = text
-        self.get_logger().error(text, throttle_duration_sec=2.0)
+        FaultLog.of(self)(text)  # one throttled line per kind of error
 
     def _due(self, fraction: float) -> bool:
         elapsed = self._now() - self._last_tick  # < 0: the clock jumped back
         return elapsed >= fraction * self.controller.config.control_period or elapsed < 0
 
     def _on_latent(self, msg: Image) -> None:
+        stamp = conv.to_seconds(msg.header.stamp)
         try:
             latent = conv.image_to_latent(msg, self.runtime.latent_shape)
+            check_stamp(stamp, self._now())
         except ValueError as err:
             return self._error(f"ami/latent ignored: {err}")
-        self.controller.add_latent(conv.to_seconds(msg.header.stamp), latent)
+        self.controller.add_latent(stamp, latent)
         if self._due(0.8):  # a control period has (nearly) passed: with a 30 Hz camera, every third latent
             self._tick()
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            self.controller.add_joints(conv.to_seconds(msg.header.stamp), msg.name, msg.position)
+            stamp = conv.to_seconds(msg.header.stamp)
+            check_stamp(stamp, self._now())
+            self.controller.add_joints(stamp, msg.name, msg.position)
         except ValueError as err:
             self._error(f"joint_states ignored: {err}")
 
@@ -150,11 +183,17 @@ class PlannerNode(Node):
         if d.interventions:
             self._interventions += 1
             log.warning(f"safety filter: {'; '.join(d.interventions)}", throttle_duration_sec=2.0)
+        age, max_age = self._now() - d.stamp, self.controller.config.max_age
+        late = d.command is not None and age > max_age  # inputs went stale while planning: void
+        if late:
+            FaultLog.of(self)(
+                f"plan dropped: its latent was {age:.2f} s old once planned (max_age {max_age})", "warning"
+            )
         with self._lock:  # a stop that came while planning voids the plan
-            if d.command is not None and self.controller.enabled:
+            if d.command is not None and not late and self.controller.enabled:
                 self._pub_cmd.publish(self._command(d.command))
-                self._latency_ms.append(1e3 * (self._now() - d.stamp))
-            elif d.started_holding:
+                self._latency_ms.append(1e3 * age)
+            elif d.started_holding or late:
                 self._publish_hold()
         self._pub_progress.publish(self._status("progress", DiagnosticStatus.OK).status[0])
 
