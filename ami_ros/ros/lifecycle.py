@@ -5,6 +5,8 @@ A subclass declares its parameters in `__init__` and supplies three steps:
         publishers are made with `create_lifecycle_publisher`, so they publish only when active.
     activate(): create its subscriptions, timers and services with `self.inputs(...)`; they are
         destroyed on deactivation, so an inactive node takes no input and does no work.
+    deactivate(): last words while the publishers still publish (a planner holds the arm); runs
+        on deactivation and on shutdown from active.
     release(): drop what configure() made (model sessions, buffers); publishers go by themselves.
 
     unconfigured --configure--> inactive --activate--> active --deactivate--> inactive
@@ -51,6 +53,9 @@ class ManagedNode(LifecycleNode):
 
     def activate(self) -> None:
         """Create subscriptions, timers and services with `self.inputs(...)`."""
+
+    def deactivate(self) -> None:
+        """Called after the inputs are gone, before the publishers stop (also on shutdown from active)."""
 
     def release(self) -> None:
         """Drop what `configure` made (sessions, buffers)."""
@@ -105,13 +110,17 @@ class ManagedNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._destroy_inputs()
-        return super().on_deactivate(state)
+        self.deactivate()
+        return super().on_deactivate(state)  # disables the lifecycle publishers
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_all()
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_inputs()
+        if state.label == "active":  # `state` is the state the shutdown started from
+            self.deactivate()
         self._release_all()
         return SUCCESS
 

@@ -1,6 +1,6 @@
-"""encoder_node and predictor_node as managed (lifecycle) nodes, driven through their lifecycle
-services as `ros2 lifecycle set` drives them: what exists in each state, and transitions that fail
-with the reason when the model is missing, corrupt or made for another robot.
+"""encoder_node, predictor_node and planner_node as managed (lifecycle) nodes, driven through
+their lifecycle services as `ros2 lifecycle set` drives them: what exists in each state, and
+transitions that fail with the reason when the model is missing, corrupt or made for another robot.
 """
 
 from __future__ import annotations
@@ -13,15 +13,22 @@ import pytest
 
 pytest.importorskip("rclpy")
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from sensor_msgs.msg import Image
+from trajectory_msgs.msg import JointTrajectory
 
 from ami_ros.runtime import default_model_dir
 
 pytestmark = pytest.mark.ros
 
 MANUAL = {"autostart": False}
+
+
+@pytest.fixture(scope="module")
+def sim_node_params():
+    return {"publish_clock": False}  # wall-time stamps, as the nodes here run without use_sim_time
 
 
 class Lifecycle:
@@ -71,6 +78,33 @@ def test_encoder_node_loads_on_configure_and_takes_input_only_while_active(ros, 
     assert node.set("configure") and node.set("activate")  # and again, after a cleanup
     latents.clear()
     ros.spin_until(lambda: len(latents) >= 3, 30.0, "latents after a second configure")
+    assert node.set("shutdown") and node.get() == "finalized"
+    ros.watched = None
+
+
+def test_planner_node_plans_only_while_active_and_holds_the_arm_as_it_deactivates(ros, start_node, tmp_path):
+    params = {**MANUAL, "goal_memory_dir": str(tmp_path), "diagnostics_period": 0.2}
+    planner = start_node("ami_ros.ros.planner_node", params, "planner_manual", ("-r", "__ns:=/lc"))
+    ros.watched = planner
+    node = Lifecycle(ros, "/lc/planner_node")
+    commands = ros.subscribe(JointTrajectory, "/lc/arm_controller/joint_trajectory", keep=50)
+    progress = ros.subscribe(DiagnosticStatus, "/lc/ami/progress", keep=50)
+    assert node.set("configure") and node.get() == "inactive"
+    assert "(encoder.onnx, rollout_cost.onnx) loaded and warmed up" in planner.log()  # no predictor
+    ros.spin_for(1.0)
+    assert ros.node.count_subscribers("/lc/ami/latent") == 0 and not progress  # inactive: no ticks
+
+    assert node.set("activate") and node.get() == "active"
+    ros.spin_until(lambda: len(progress) >= 3, 20.0, "ticks (holding: no goal) while active")
+    assert ros.node.count_subscribers("/lc/ami/latent") == 1
+    commands.clear()
+    assert node.set("deactivate") and node.get() == "inactive"
+    ros.spin_until(lambda: commands, 10.0, "a hold as the planner deactivates")
+    assert all(not c.points for c in commands)  # an empty trajectory: hold where the arm is
+    ros.spin_for(0.5)
+    progress.clear()
+    ros.spin_for(1.0)
+    assert not progress
     assert node.set("shutdown") and node.get() == "finalized"
     ros.watched = None
 
