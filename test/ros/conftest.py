@@ -183,3 +183,44 @@ def sim_node(
     ready = ros.subscribe(JointState, "joint_states", keep=1)
     ros.spin_until(lambda: ready, 60.0, "sim_node's first joint_states")
     return proc
+
+
+SHARED_ROS2_ENV = ROOT.parent / "shared" / "ros2-user-env"
+
+
+class Ros2Install:
+    """A ROS 2 user's install built by ../shared/ros2-user-env/setup.sh: an underlay standing in
+    for /opt/ros/kilted and a colcon workspace with a copy of this checkout (`ws/install`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def shell(self, command: str, workspace: str = "ws") -> list[str]:
+        """argv running `command` in bash after sourcing the workspace's setup.bash."""
+        return ["bash", "-c", f"source {self.root / workspace}/install/setup.bash && {command}"]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **ROS_ENV, "PYTHONUNBUFFERED": "1"}
+
+    def run(self, command: str, timeout: float = 60.0, workspace: str = "ws") -> str:
+        out = subprocess.run(
+            self.shell(command, workspace), capture_output=True, text=True, timeout=timeout, env=self.env()
+        )
+        assert out.returncode == 0, f"{command} failed ({out.returncode}):\n{out.stdout}{out.stderr}"
+        return out.stdout
+
+
+@pytest.fixture(scope="session")
+def ros2_install(tmp_path_factory: pytest.TempPathFactory) -> Ros2Install:
+    """Built once per test session (~1 min); skipped where ../shared/ros2-user-env is missing."""
+    setup = SHARED_ROS2_ENV / "setup.sh"
+    if not setup.is_file():
+        pytest.skip(f"no ROS 2 user environment: {setup} is missing (it exists in CI)")
+    root = tmp_path_factory.mktemp("ros2_user_env")
+    out = subprocess.run(
+        ["bash", str(setup), str(root), str(ROOT)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, **ROS_ENV},
+    )  # fmt: skip
+    if out.returncode != 0:
+        pytest.fail(f"{setup} failed ({out.returncode}):\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+    return Ros2Install(root)
