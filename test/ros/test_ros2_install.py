@@ -159,7 +159,7 @@ def test_sim_launch_reaches_its_goal_and_stops_cleanly_on_ctrl_c(ros2_install, r
     launch = Launch(ros2_install, args, tmp_path / "launch.log")
     try:
         ros.spin_until(lambda: robot.moves() >= 3, REACH_S, "commands from the stack")
-        for node in ("encoder_node", "predictor_node"):
+        for node in ("encoder_node", "predictor_node", "planner_node"):
             cli = f"ros2 lifecycle get --no-daemon --spin-time 5 /robot1/{node}"
             assert ros2_install.run(cli).startswith("active"), node
         ros.spin_until(robot.reached, REACH_S, "ami/progress: goal reached")
