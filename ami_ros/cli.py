@@ -1,6 +1,6 @@
 """`ami-ros`: the project's command line.
 
-ami-ros demo    the embedded robot and the node graph as separate processes over DDS
+ami-ros demo    the embedded robot and the node graph over DDS (separate processes, then one process)
 ami-ros bench   speed of the embedded robot (physics, rendering, real-time factor)
 """
 
@@ -163,10 +163,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = run_folder(args.output, "demo")
     summary = run_demo(
         out, tasks=tuple(args.tasks), episodes=args.episodes, seed=args.seed,
-        episode_seconds=args.seconds, model_dir=args.model,
+        episode_seconds=args.seconds, model_dir=args.model, stacks=tuple(args.stacks),
     )  # fmt: skip
     print(json.dumps({k: v for k, v in summary.items() if k != "episodes"}, indent=2))
-    return 0 if summary["episodes_completed"] == args.episodes * len(args.tasks) else 1
+    expected = args.episodes * len(args.tasks) * len(args.stacks)
+    return 0 if summary["episodes_completed"] == expected else 1
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -253,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the full stack drives the embedded robot to goal images over ROS 2")
     demo.add_argument("--episodes", type=int, default=3, help="episodes per task")
     demo.add_argument("--tasks", nargs="+", choices=("reach", "push"), default=["reach", "push"])
+    demo.add_argument(
+        "--stacks", nargs="+", choices=("separate", "one_process"), default=["separate", "one_process"],
+        help="run the episodes with the nodes as separate processes, in one process, or both in turn",
+    )  # fmt: skip
     demo.add_argument("--seconds", type=float, default=8.0, help="wall seconds per episode")
     demo.add_argument("--seed", type=int, default=200_000, help="episode seeds follow it (training used 0..)")
     demo.add_argument("--model", default="", help="model directory (default: the shipped tabletop_arm)")

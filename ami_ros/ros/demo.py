@@ -1,8 +1,10 @@
-"""`ami-ros demo`: the embedded robot and the ami_ros node graph, each a process, over loopback DDS.
+"""`ami-ros demo`: the embedded robot and the ami_ros node graph over loopback DDS.
 
-sim_node, encoder_node, predictor_node and planner_node start as separate processes with the
-embedded arm's robot config (config/robots/tabletop_arm.yaml); the planner takes the sim's goal
-images as its goals (sim/goal_image remapped to ami/goal_image). A driver node here starts each
+sim_node starts as a process; the stack runs twice in one demo, so their latencies are measured
+on the same machine in the same minute: `separate` (encoder_node, predictor_node and planner_node
+as three processes) and `one_process` (the same three nodes in one executor: `ami_stack`). Both
+use the embedded arm's robot config (config/robots/tabletop_arm.yaml); the planner takes the sim's
+goal images as its goals (sim/goal_image remapped to ami/goal_image). A driver node here starts each
 episode by setting sim_node's `seed` and `sim.task` parameters (one reset, a new goal image) and
 watches: ami/progress for energy and latency, the sim's ground-truth poses for the outcome, the
 camera for a GIF. Ground truth only measures; the stack never sees it.
@@ -45,10 +47,15 @@ def robot_config() -> Path:
     return share_file("config", "robots", "tabletop_arm.yaml")
 
 
+STACKS = ("separate", "one_process")
+"""How the stack's three nodes run: three processes, or one process (`ami_ros.ros.stack`)."""
+
+
 @dataclass
 class Episode:
     seed: int
     task: str
+    stack: str = "separate"
     start_m: float = float("nan")
     final_m: float = float("nan")
     min_m: float = float("inf")
@@ -171,82 +178,124 @@ def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
+def start_stack(stack: str, out: Path, model_dir: str) -> list[subprocess.Popen]:
+    """The stack's processes: three nodes, or `ami_stack` with the same arguments."""
+    config = ["--params-file", str(robot_config())]
+    if model_dir:
+        config += ["-p", f"runtime.model_dir:={model_dir}"]
+    planner = [*config, "-p", f"goal_memory_dir:={out / 'goals'}", "-r", "ami/goal_image:=sim/goal_image"]
+    if stack == "one_process":
+        return [start("ami_ros.ros.stack", planner, out / "ami_stack.log")]
+    return [
+        start("ami_ros.ros.encoder_node", config, out / "encoder_node.log"),
+        start("ami_ros.ros.predictor_node", config, out / "predictor_node.log"),
+        start("ami_ros.ros.planner_node", planner, out / "planner_node.log"),
+    ]
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Ctrl-C to every process, then wait (kill after 10 s)."""
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def latency(episodes: list[Episode]) -> dict[str, float]:
+    """Camera stamp -> command and plan tick percentiles (ms) over the planning ticks of `episodes`."""
+    lat = np.array([t for ep in episodes for t in ep.latency_ms] or [np.nan])
+    tick = np.array([t for ep in episodes for t in ep.tick_ms] or [np.nan])
+    return {
+        "ticks": int(np.isfinite(lat).sum()),
+        "stamp_to_command_ms_p50": float(np.nanpercentile(lat, 50)),
+        "stamp_to_command_ms_p99": float(np.nanpercentile(lat, 99)),
+        "plan_tick_ms_p50": float(np.nanpercentile(tick, 50)),
+        "plan_tick_ms_p99": float(np.nanpercentile(tick, 99)),
+    }
+
+
+def run_episode(node: Driver, reference: ArmSim, ep: Episode, seconds: float, record: bool) -> None:
+    """One episode: reset the sim to (ep.seed, ep.task), watch for `seconds`, fill in `ep`."""
+    old_goal = node.progress.get("goal")
+    node.reset(ep.seed, ep.task)
+    reference.reset(ep.seed, ep.task)
+    ep.start_m = task_distance(reference)
+    if not node.spin_until(lambda: node.progress.get("goal") not in (old_goal, ""), 10.0):
+        raise RuntimeError("the planner did not take the new goal image")
+    node.progress_log.clear()
+    node.recording = ep.frames if record else None
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        rclpy.spin_once(node, timeout_sec=0.02)
+        ep.min_m = min(ep.min_m, node.distance(ep.task))
+        if node.progress.get("reached") == "true":
+            ep.reached_by_planner = True
+    ep.seconds = time.monotonic() - t0
+    node.recording = None
+    ep.final_m = node.distance(ep.task)
+    log = [(t - t0, p) for t, p in node.progress_log]
+    ep.energy = [(t, float(p["energy"])) for t, p in log if p["energy"] != "nan"]
+    ticks = [p for _, p in log if p["state"] == "planning"]
+    ep.tick_ms = [float(p["tick_ms"]) for p in ticks]
+    ep.latency_ms = [float(p["stamp_to_command_ms"]) for p in ticks]
+
+
 def run_demo(
     out: Path, tasks: tuple[str, ...] = ("reach", "push"), episodes: int = 3, seed: int = 200_000,
     episode_seconds: float = 8.0, success_m: float = 0.03, model_dir: str = "",
+    stacks: tuple[str, ...] = STACKS,
 ) -> dict:  # fmt: skip
-    """Run `episodes` episodes of each task; writes GIFs, energy.png, summary.json and logs into `out`."""
-    config = str(robot_config())
-    model = ["-p", f"runtime.model_dir:={model_dir}"] if model_dir else []
-    procs = [
-        start("ami_ros.ros.sim_node", ["-p", "publish_clock:=false", "-p", f"seed:={seed}"],
-              out / "sim_node.log"),
-        start("ami_ros.ros.encoder_node", ["--params-file", config, *model], out / "encoder_node.log"),
-        start("ami_ros.ros.predictor_node", ["--params-file", config, *model], out / "predictor_node.log"),
-        start(
-            "ami_ros.ros.planner_node",
-            ["--params-file", config, *model, "-p", f"goal_memory_dir:={out / 'goals'}",
-             "-r", "ami/goal_image:=sim/goal_image"],
-            out / "planner_node.log",
-        ),
-    ]  # fmt: skip
+    """Run `episodes` episodes of each task with each stack layout in `stacks` (in turn, one sim);
+    writes GIFs, energy.png, summary.json and logs into `out`."""
+    sim = start("ami_ros.ros.sim_node", ["-p", "publish_clock:=false", "-p", f"seed:={seed}"],
+                out / "sim_node.log")  # fmt: skip
     rclpy.init()
     node = Driver()
     reference = ArmSim(SimConfig())  # the same deterministic episodes: their start distances
     results: list[Episode] = []
+    procs: list[subprocess.Popen] = []
+    threshold = float("nan")
     try:
-        if not node.spin_until(lambda: node.progress and node.sim_params.service_is_ready(), 90.0):
-            raise RuntimeError(f"the stack did not come up in 90 s; see the logs in {out}")
-        threshold = float(node.progress["success_energy"])
-        for task in tasks:
-            for i in range(episodes):
-                ep = Episode(seed + len(results) + 1, task)
-                old_goal = node.progress.get("goal")
-                node.reset(ep.seed, task)
-                reference.reset(ep.seed, task)
-                ep.start_m = task_distance(reference)
-                if not node.spin_until(lambda g=old_goal: node.progress.get("goal") not in (g, ""), 10.0):
-                    raise RuntimeError("the planner did not take the new goal image")
-                node.progress_log.clear()
-                node.recording = ep.frames if i == 0 else None
-                t0 = time.monotonic()
-                while time.monotonic() - t0 < episode_seconds:
-                    rclpy.spin_once(node, timeout_sec=0.02)
-                    d = node.distance(task)
-                    ep.min_m = min(ep.min_m, d)
-                    if node.progress.get("reached") == "true":
-                        ep.reached_by_planner = True
-                ep.seconds = time.monotonic() - t0
-                node.recording = None
-                ep.final_m = node.distance(task)
-                log = [(t - t0, p) for t, p in node.progress_log]
-                ep.energy = [(t, float(p["energy"])) for t, p in log if p["energy"] != "nan"]
-                ticks = [p for _, p in log if p["state"] == "planning"]
-                ep.tick_ms = [float(p["tick_ms"]) for p in ticks]
-                ep.latency_ms = [float(p["stamp_to_command_ms"]) for p in ticks]
-                results.append(ep)
-                outcome = "SUCCESS" if ep.final_m < success_m else "missed"
-                declared = "declared" if ep.reached_by_planner else "did not declare"
-                print(
-                    f"{task} episode {i + 1}/{episodes} (seed {ep.seed}): start {100 * ep.start_m:.1f} cm "
-                    f"from the goal, ended {100 * ep.final_m:.1f} cm (closest {100 * ep.min_m:.1f} cm) -> "
-                    f"{outcome}; the planner {declared} the goal reached",
-                    flush=True,
-                )
-                if i == 0 and ep.frames:
-                    save_gif(out / f"{task}_episode.gif", ep.frames[::3], node.goal_image)
+        for stack in stacks:
+            procs = start_stack(stack, out, model_dir)
+            node.progress = {}
+            if not node.spin_until(lambda: node.progress and node.sim_params.service_is_ready(), 90.0):
+                raise RuntimeError(f"the {stack} stack did not come up in 90 s; see the logs in {out}")
+            threshold = float(node.progress["success_energy"])
+            for task in tasks:
+                for i in range(episodes):
+                    ep = Episode(seed + len(results) + 1, task, stack)
+                    record = i == 0 and stack == stacks[0]
+                    run_episode(node, reference, ep, episode_seconds, record)
+                    results.append(ep)
+                    outcome = "SUCCESS" if ep.final_m < success_m else "missed"
+                    declared = "declared" if ep.reached_by_planner else "did not declare"
+                    print(
+                        f"[{stack}] {task} episode {i + 1}/{episodes} (seed {ep.seed}): start "
+                        f"{100 * ep.start_m:.1f} cm from the goal, ended {100 * ep.final_m:.1f} cm (closest "
+                        f"{100 * ep.min_m:.1f} cm) -> {outcome}; the planner {declared} the goal reached",
+                        flush=True,
+                    )
+                    if record and ep.frames:
+                        save_gif(out / f"{task}_episode.gif", ep.frames[::3], node.goal_image)
+            stop(procs)
+            procs = []
         save_energy_plot(out / "energy.png", results, threshold)
     finally:
         reference.close()
         node.destroy_node()
         rclpy.try_shutdown()
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop([*procs, sim])
+    by_stack = {stack: latency([ep for ep in results if ep.stack == stack]) for stack in stacks}
+    for stack, figures in by_stack.items():
+        print(
+            f"{stack}: camera stamp -> command p50 {figures['stamp_to_command_ms_p50']:.0f} ms, "
+            f"p99 {figures['stamp_to_command_ms_p99']:.0f} ms ({figures['ticks']} planning ticks)",
+            flush=True,
+        )
     tick = np.array([t for ep in results for t in ep.tick_ms] or [np.nan])
     lat = np.array([t for ep in results for t in ep.latency_ms] or [np.nan])
 
@@ -263,8 +312,9 @@ def run_demo(
         "plan_tick_ms_p99": float(np.nanpercentile(tick, 99)),
         "stamp_to_command_ms_p50": float(np.nanpercentile(lat, 50)),
         "stamp_to_command_ms_p99": float(np.nanpercentile(lat, 99)),
+        "latency_by_stack": by_stack,
         "episodes": [
-            {"task": ep.task, "seed": ep.seed, "start_m": round(ep.start_m, 4),
+            {"task": ep.task, "stack": ep.stack, "seed": ep.seed, "start_m": round(ep.start_m, 4),
              "final_m": round(ep.final_m, 4), "min_m": round(ep.min_m, 4), "success": ep.final_m < success_m,
              "planner_declared_reached": ep.reached_by_planner, "ticks": len(ep.tick_ms),
              "tick_ms": ep.tick_ms, "stamp_to_command_ms": ep.latency_ms}

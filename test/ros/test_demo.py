@@ -1,4 +1,5 @@
-"""`ami-ros demo` end to end: sim_node and the node graph as separate processes over loopback DDS."""
+"""`ami-ros demo` end to end: sim_node and the node graph over loopback DDS, the three nodes as
+separate processes and then in one process (ami_stack), latency reported for each."""
 
 import json
 import os
@@ -14,14 +15,21 @@ def test_demo_runs_the_stack_and_writes_its_run_folder(tmp_path):
     env = {**os.environ, **ROS_ENV, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-m", "ami_ros.cli", "demo", "--episodes", "1", "--tasks", "reach", "push",
-         "--seconds", "3", "--output", str(tmp_path), "--domain-id", str(DOMAIN_ID + 100)],
+         "--seconds", "3", "--stacks", "separate", "one_process", "--output", str(tmp_path),
+         "--domain-id", str(DOMAIN_ID + 100)],
         capture_output=True, text=True, timeout=240, env=env, cwd=ROOT,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "reach episode 1/1" in out.stdout and "push episode 1/1" in out.stdout
+    for stack in ("separate", "one_process"):
+        assert f"[{stack}] reach episode 1/1" in out.stdout and f"[{stack}] push episode 1/1" in out.stdout
+        assert f"{stack}: camera stamp -> command p50" in out.stdout
     run = tmp_path / os.listdir(tmp_path)[0]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["episodes_completed"] == 2
+    assert summary["episodes_completed"] == 4
+    assert {ep["stack"] for ep in summary["episodes"]} == {"separate", "one_process"}
+    for stack, figures in summary["latency_by_stack"].items():
+        assert figures["ticks"] >= 10, (stack, figures)
+        assert 0 < figures["stamp_to_command_ms_p50"] <= figures["stamp_to_command_ms_p99"]
     assert set(summary["success_rate"]) == {"reach", "push"}
     for episode in summary["episodes"]:
         assert episode["ticks"] >= 5, episode  # the planner commanded the robot in every episode
