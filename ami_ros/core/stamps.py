@@ -11,6 +11,8 @@ MAX_AHEAD_S = 2.0
 """Stamps up to this far ahead of the node's clock are accepted (clocks of two machines differ)."""
 MAX_BEHIND_S = 30.0
 """Stamps up to this far behind the node's clock are accepted (older data is useless to a loop)."""
+CLOCKS_DIFFER_S = 1e8
+"""A gap this large (3 years) is a publisher on another clock: simulated time against wall time."""
 
 
 def check_stamp(stamp: float, now: float, ahead: float = MAX_AHEAD_S, behind: float = MAX_BEHIND_S) -> None:
@@ -23,7 +25,10 @@ def check_stamp(stamp: float, now: float, ahead: float = MAX_AHEAD_S, behind: fl
         raise ValueError("stamp is zero (publisher without a clock?)")
     if now <= 0.0:
         return
+    hint = " (sim time against wall time? use_sim_time must match the publisher's clock)"
     if stamp > now + ahead:
-        raise ValueError(f"stamp is {stamp - now:.1f} s ahead of the clock (at most {ahead} s accepted)")
+        why = hint if stamp - now > CLOCKS_DIFFER_S else ""
+        raise ValueError(f"stamp is {stamp - now:.1f} s ahead of the clock (at most {ahead} s accepted){why}")
     if stamp < now - behind:
-        raise ValueError(f"stamp is {now - stamp:.1f} s behind the clock (at most {behind} s accepted)")
+        why = hint if now - stamp > CLOCKS_DIFFER_S else ""
+        raise ValueError(f"stamp is {now - stamp:.1f} s behind the clock (at most {behind} s accepted){why}")

@@ -57,6 +57,11 @@ REFUSED = [
 
 
 @pytest.fixture(scope="module")
+def sim_node_params():
+    return {"publish_clock": False}  # wall-time stamps, as the nodes' clocks (no use_sim_time)
+
+
+@pytest.fixture(scope="module")
 def nodes(ros, sim_node, start_node) -> dict:
     robot = ("--params-file", ROBOT)
     procs = {"sim_node": sim_node}
