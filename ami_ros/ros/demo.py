@@ -267,7 +267,8 @@ def run_demo(
             threshold = float(node.progress["success_energy"])
             for task in tasks:
                 for i in range(episodes):
-                    ep = Episode(seed + len(results) + 1, task, stack)
+                    done = sum(1 for r in results if r.stack == stack)  # same seeds for every stack
+                    ep = Episode(seed + done + 1, task, stack)
                     record = i == 0 and stack == stacks[0]
                     run_episode(node, reference, ep, episode_seconds, record)
                     results.append(ep)
