@@ -176,15 +176,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = run_folder(args.output, "bench")
     report = bench_sim(seconds=args.seconds)
     if args.model:
-        from ami_ros.runtime import load_model
+        from ami_ros.eval.bench_model import bench_providers
 
-        runtime = load_model(args.model, intra_op_threads=args.threads)
-        report |= {f"model_{k}": round(v, 2) for k, v in runtime.benchmark(batch=args.batch).items()}
-        report["model_providers"] = sorted(set(runtime.providers.values()))
-    (out / "bench_sim.json").write_text(json.dumps(report, indent=2))
+        report["model"] = {
+            "model_dir": str(args.model),
+            "batch": args.batch,
+            "providers": bench_providers(
+                args.model, batch=args.batch, threads=args.threads,
+                trt_cache_dir=args.trt_cache_dir or None, trt_fp16=args.trt_fp16,
+            ),
+        }  # fmt: skip
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
     for key, value in report.items():
-        print(f"{key:>34}: {value}")
-    print(f"saved {out / 'bench_sim.json'}")
+        if key != "model":
+            print(f"{key:>34}: {value}")
+    for provider, figures in report.get("model", {}).get("providers", {}).items():
+        print(f"model on {provider}:")
+        for key, value in figures.items():
+            print(f"{key:>34}: {value}")
+    print(f"saved {out / 'bench.json'}")
     return 0
 
 
@@ -267,9 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the embedded robot's speed")
     bench.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per measurement")
-    bench.add_argument("--model", help="also time this model directory's ONNX sessions")
+    bench.add_argument(
+        "--model", help="also time this model directory on every execution provider onnxruntime offers"
+    )
     bench.add_argument("--batch", type=int, default=256, help="planner batch for the model timings")
     bench.add_argument("--threads", type=int, default=2, help="onnxruntime CPU threads")
+    bench.add_argument("--json", action="store_true", help="print the report as JSON only")
+    bench.add_argument("--trt-cache-dir", default="", help="TensorRT engine cache folder (TensorRT only)")
+    bench.add_argument("--trt-fp16", action="store_true", help="TensorRT: build fp16 engines")
     bench.add_argument("--output", default="runs")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -59,3 +59,15 @@ def test_the_shipped_model_is_found_in_the_package_share():
 
     assert (default_model_dir() / "manifest.yaml").is_file()
     assert share_file("config", "robots", "tabletop_arm.yaml").is_file()
+
+
+def test_bench_reports_every_available_execution_provider():
+    from ami_ros.eval.bench_model import bench_providers
+    from ami_ros.runtime import default_model_dir
+
+    report = bench_providers(default_model_dir(), batch=8, repeats=2)
+    assert set(report) == set(ort.get_available_providers()) - {"AzureExecutionProvider"}
+    cpu = report["CPUExecutionProvider"]
+    assert cpu["sessions_ran_on"] == dict.fromkeys(cpu["sessions_ran_on"], "CPUExecutionProvider")
+    assert cpu["encoder_ms_per_frame"] > 0 and cpu["rollout_cost_ms_batch8_h5"] > 0
+    assert cpu["load_and_warm_up_s"] > 0 and "rss_growth_mb" in cpu
