@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -253,8 +254,30 @@ def summarize(results: list[EpisodeResult], cfg: EvalConfig, declares_reached: b
     return report
 
 
-def evaluate_policy(make_policy: MakePolicy, cfg: EvalConfig, declares_reached: bool = False) -> dict:
-    """Run `cfg.episodes` episodes (seeds cfg.seed, cfg.seed + 1, ...); returns the summary."""
+def evaluate_policy(
+    make_policy: MakePolicy, cfg: EvalConfig, declares_reached: bool = False, desc: str = "eval"
+) -> dict:
+    """Run `cfg.episodes` episodes (seeds cfg.seed, cfg.seed + 1, ...); returns the summary.
+
+    On a terminal, a progress bar (`desc`) shows the episodes done and the running success rate.
+    """
+    bar = _progress(cfg.episodes, f"{desc} {cfg.task}")
+    results: list[EpisodeResult] = []
     with ArmSim(SimConfig(task=cfg.task)) as sim:
-        results = [run_episode(sim, make_policy, cfg.seed + i, cfg) for i in range(cfg.episodes)]
+        for i in range(cfg.episodes):
+            results.append(run_episode(sim, make_policy, cfg.seed + i, cfg))
+            if bar is not None:
+                bar.set_postfix(success=f"{np.mean([r.success_final for r in results]):.0%}", refresh=False)
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     return summarize(results, cfg, declares_reached)
+
+
+def _progress(total: int, desc: str) -> Any:
+    """A tqdm bar on stderr when it is a terminal (None without tqdm or a terminal)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="ep", desc=desc, disable=None, leave=False)
