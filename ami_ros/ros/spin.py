@@ -76,6 +76,12 @@ def spin_nodes(
         for node in reversed(nodes):
             finish(node)
         rclpy.try_shutdown()
+        # The interpreter's own shutdown (seconds under load) resets Python-set handlers to the
+        # default, so a second Ctrl-C then (a terminal's SIGINT reaches both ros2 launch and the
+        # node, and launch forwards one more) killed the process (exit -2, "process has died").
+        # Ignored signals are left alone; the process is on its way out.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
     return code
 
 
