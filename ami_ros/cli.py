@@ -14,6 +14,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ami_ros.config import DataConfig
 
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
@@ -58,12 +62,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_training_episodes(data: str, image_size: int) -> list[dict]:
-    """Every bag under `data` (a bag directory or a folder of them) as training episodes."""
+def read_training_episodes(data: str, image_size: int, config: DataConfig | None = None) -> list[dict]:
+    """Every bag under `data` (a bag directory or a folder of them) as training episodes, read with
+    `config` (the robot's topics and joint names; default: the embedded arm's) at `image_size`."""
     from ami_ros.config import DataConfig
     from ami_ros.data.dataset import read_episodes
 
-    return [ep.as_dict() for ep in read_episodes(data, DataConfig(image_size=image_size))]
+    config = dataclasses.replace(config or DataConfig(), image_size=image_size)
+    return [ep.as_dict() for ep in read_episodes(data, config)]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -72,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ami_ros.world_model.train import train
 
     cfg = load_yaml(args.config, TrainRunConfig)
-    episodes = read_training_episodes(args.data, cfg.model.image_size)
+    episodes = read_training_episodes(args.data, cfg.model.image_size, cfg.data)
     out = Path(args.out) if args.out else run_folder(args.output, "train")
     result = train(cfg, episodes, out, command=" ".join(["ami-ros", *args.argv]))
     if "metrics" in result:  # rank 0

@@ -478,10 +478,20 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainRunConfig:
-    """A training YAML file (`config/train*.yaml`): the `model` and `train` sections."""
+    """A training YAML file (`config/train*.yaml`): the `model`, `train` and `data` sections."""
 
     model: WorldModelConfig = dataclasses.field(default_factory=WorldModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    """How the robot's bags are read: its topics, command type and joint names (a real arm's, see
+    config/train_ur5e_tiny.yaml); `data.image_size` is ignored, frames take `model.image_size`."""
+
+    def __post_init__(self) -> None:
+        if tuple(self.data.joint_names) != tuple(self.model.joint_names):
+            raise ConfigError(
+                f"data.joint_names {list(self.data.joint_names)} differ from model.joint_names "
+                f"{list(self.model.joint_names)}: the bags' joints are the model's, in the same order"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
