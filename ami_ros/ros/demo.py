@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -62,6 +63,7 @@ class Episode:
     reached_by_planner: bool = False
     seconds: float = 0.0
     energy: list[tuple[float, float]] = field(default_factory=list)  # (s since start, energy)
+    distance: list[tuple[float, float]] = field(default_factory=list)  # (s since start, m), ground truth
     tick_ms: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
@@ -135,39 +137,58 @@ def save_gif(path: Path, frames: list[np.ndarray], goal: np.ndarray | None, scal
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=100, loop=0)
 
 
-def save_energy_plot(path: Path, episodes: list[Episode], threshold: float) -> None:
-    """Energy over time of every episode (log scale), one line each, drawn with PIL."""
+def _panel(
+    draw: Any, box: tuple[int, int, int, int], series: list[tuple[str, np.ndarray]], threshold: float,
+    log: bool, title: str, y_label: str,
+) -> None:  # fmt: skip
+    """One plot in `box` (x0, y0, x1, y1): lines (t, value) coloured by task, a grey threshold line,
+    a title, labelled axes with their ranges."""
+    x0, y0, x1, y1 = box
+    f = np.log10 if log else (lambda v: v)
+    values = np.concatenate([s[:, 1] for _, s in series] + [np.array([threshold])])
+    values = values[np.isfinite(values)]
+    floor = max(min(values.min(), threshold) / 3, 1e-8) if log else 0.0  # the threshold stays visible
+    lo, hi = f(floor), f(max(values.max(), floor * 10 if log else threshold * 2))
+    t_max = max([float(s[-1, 0]) for _, s in series] or [1.0])
+
+    def xy(t: float, v: float) -> tuple[float, float]:
+        y = (f(max(v, floor)) - lo) / max(hi - lo, 1e-9)
+        return x0 + (x1 - x0) * t / max(t_max, 1e-6), y1 - (y1 - y0) * min(max(y, 0.0), 1.0)
+
+    draw.rectangle([x0, y0, x1, y1], outline="black")
+    colours = {"reach": (31, 119, 180), "push": (214, 39, 40)}
+    for task, s in series:
+        draw.line([xy(t, v) for t, v in s if np.isfinite(v)], fill=colours.get(task, (0, 0, 0)), width=2)
+    draw.line([(x0, xy(0, threshold)[1]), (x1, xy(0, threshold)[1])], fill=(120, 120, 120), width=1)
+    draw.text((x0, y0 - 30), title, fill="black")
+    draw.text((x0, y0 - 16), y_label, fill="black")
+    top, bottom = (10**hi, 10**lo) if log else (hi, lo)
+    draw.text((x0 - 45, y0), f"{top:.3g}", fill="black")
+    draw.text((x0 - 45, y1 - 10), f"{bottom:.3g}", fill="black")
+    draw.text((x0, y1 + 6), "0", fill="black")
+    draw.text(((x0 + x1) // 2 - 40, y1 + 6), "time in episode (s)", fill="black")
+    draw.text((x1 - 30, y1 + 6), f"{t_max:.1f}", fill="black")
+
+
+def save_energy_plot(path: Path, episodes: list[Episode], threshold: float, success_m: float = 0.03) -> None:
+    """Per episode over time: the planner's energy (log scale) and the ground-truth distance to the
+    goal (cm), side by side, drawn with PIL. Blue reach, red push; grey: the success thresholds."""
     from PIL import Image as PILImage
     from PIL import ImageDraw
 
-    w, h, m = 720, 400, 50
+    w, h = 1100, 420
     img = PILImage.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
-    series = [(ep, np.array(ep.energy)) for ep in episodes if len(ep.energy) > 1]
-    values = np.concatenate([s[:, 1] for _, s in series] + [np.array([threshold])])
-    lo = np.log10(max(min(values.min(), threshold) / 3, 1e-8))  # the threshold line stays visible
-    hi = np.log10(max(values.max(), 10**lo * 10))
-    t_max = max(float(s[-1, 0]) for _, s in series) if series else 1.0
-
-    def xy(t: float, e: float) -> tuple[float, float]:
-        y = (np.log10(max(e, 10**lo)) - lo) / max(hi - lo, 1e-6)
-        return m + (w - 2 * m) * t / max(t_max, 1e-6), h - m - (h - 2 * m) * y
-
-    draw.rectangle([m, m, w - m, h - m], outline="black")
-    colours = {"reach": (31, 119, 180), "push": (214, 39, 40)}
-    for ep, s in series:
-        draw.line([xy(t, e) for t, e in s], fill=colours.get(ep.task, (0, 0, 0)), width=2)
-    y = xy(0, threshold)[1]
-    draw.line([(m, y), (w - m, y)], fill=(120, 120, 120), width=1)
-    draw.text(
-        (m, 15),
-        "planner energy over time (log scale): blue reach, red push, grey success threshold",
-        fill="black",
-    )
-    draw.text((m, h - m + 10), "0 s", fill="black")
-    draw.text((w - m - 30, h - m + 10), f"{t_max:.1f} s", fill="black")
-    draw.text((5, m), f"{10**hi:.3g}", fill="black")
-    draw.text((5, h - m - 10), f"{10**lo:.3g}", fill="black")
+    energy = [(ep.task, np.array(ep.energy)) for ep in episodes if len(ep.energy) > 1]
+    distance = [(ep.task, np.array(ep.distance) * [1, 100]) for ep in episodes if len(ep.distance) > 1]
+    if energy:
+        _panel(draw, (60, 60, 520, 370), energy, threshold, True, "planner energy (log scale)",
+               "energy; grey: success_energy")  # fmt: skip
+    if distance:
+        title = "end effector (reach) / block (push) to goal, ground truth"
+        _panel(draw, (610, 60, 1070, 370), distance, 100 * success_m, False, title,
+               "distance (cm); grey: success")  # fmt: skip
+    draw.text((60, 395), "blue: reach episodes, red: push episodes", fill="black")
     img.save(path)
 
 
@@ -230,7 +251,10 @@ def run_episode(node: Driver, reference: ArmSim, ep: Episode, seconds: float, re
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         rclpy.spin_once(node, timeout_sec=0.02)
-        ep.min_m = min(ep.min_m, node.distance(ep.task))
+        d = node.distance(ep.task)
+        ep.min_m = min(ep.min_m, d)
+        if not ep.distance or time.monotonic() - t0 - ep.distance[-1][0] >= 0.1:
+            ep.distance.append((time.monotonic() - t0, d))
         if node.progress.get("reached") == "true":
             ep.reached_by_planner = True
     ep.seconds = time.monotonic() - t0
@@ -284,7 +308,7 @@ def run_demo(
                         save_gif(out / f"{task}_episode.gif", ep.frames[::3], node.goal_image)
             stop(procs)
             procs = []
-        save_energy_plot(out / "energy.png", results, threshold)
+        save_energy_plot(out / "energy.png", results, threshold, success_m)
     finally:
         reference.close()
         node.destroy_node()
