@@ -18,10 +18,15 @@ def declare_runtime(node: Node) -> None:
 
 
 def load_node_model(
-    node: Node, joint_names: tuple[str, ...], graphs: Sequence[str] = GRAPHS
+    node: Node,
+    joint_names: tuple[str, ...],
+    graphs: Sequence[str] = GRAPHS,
+    control_period: float | None = None,
+    limits: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> WorldModelRuntime:
-    """Load and warm up the model's `graphs` from `runtime.*` (declared here if not yet); logs the
-    execution providers used.
+    """Load and warm up the model's `graphs` from `runtime.*` (declared here if not yet), checked
+    against the robot: its joint names and, where given, its control period and (lower, upper)
+    joint limits. Logs the execution providers used.
 
     Raises:
         ConfigError: the model is missing, corrupt or does not fit the robot (the message says how).
@@ -39,6 +44,8 @@ def load_node_model(
             trt_cache_dir=cfg.trt_cache_dir or None,
             trt_fp16=cfg.trt_fp16,
             graphs=graphs,
+            expected_control_period=control_period,
+            expected_limits=limits,
         )
     except ModelLoadError as err:
         raise ConfigError(f"runtime.model_dir: {err}") from None

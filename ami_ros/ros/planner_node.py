@@ -55,7 +55,10 @@ class PlannerNode(ManagedNode):
     def configure(self) -> None:
         self.config = c = read_dataclass(self, PlannerNodeConfig)
         cc = read_dataclass(self, ControllerConfig)
-        self.runtime = load_node_model(self, cc.joint_names, graphs=("encoder.onnx", "rollout_cost.onnx"))
+        self.runtime = load_node_model(
+            self, cc.joint_names, ("encoder.onnx", "rollout_cost.onnx"), cc.control_period,
+            (cc.joint_lower, cc.joint_upper),
+        )  # fmt: skip
         self.controller = Controller(cc, self.runtime, enabled=c.start_enabled)
         self.memory = GoalMemory(c.goal_memory_dir)
         self._lock = threading.Lock()  # orders a stop's hold and a tick's command

@@ -206,6 +206,8 @@ def load_model(
     trt_cache_dir: str | None = None,
     trt_fp16: bool = False,
     warm_up: bool = True,
+    expected_control_period: float | None = None,
+    expected_limits: tuple[Sequence[float], Sequence[float]] | None = None,
     graphs: Sequence[str] = GRAPHS,
 ) -> WorldModelRuntime:
     """Open a model directory after verifying it against its manifest and the robot.
@@ -217,6 +219,10 @@ def load_model(
         intra_op_threads: onnxruntime CPU threads (0 = onnxruntime's default).
         trt_cache_dir, trt_fp16: TensorRT engine cache folder and fp16 (TensorRT provider only).
         warm_up: run every session once before returning.
+        expected_control_period: the robot's control period (s); the model's actions are deltas
+            over its own period, so another one is an error.
+        expected_limits: the robot's (lower, upper) joint limits, rad; a limit beyond the range
+            the model normalises joints by (manifest joints.limits_rad) is an error.
         graphs: the graphs to open, a subset of `GRAPHS` (a node opens only what it calls); only
             the other graphs' files are neither read nor hashed.
     Raises:
@@ -239,6 +245,7 @@ def load_model(
             f"the model was trained on {names} "
             "(same names in the same order required)"
         )
+    check_robot(manifest, path, expected_control_period, expected_limits)
     files = manifest["files"]
     unknown = sorted(set(graphs) - set(GRAPHS))
     if unknown or not graphs:
@@ -312,6 +319,37 @@ class _Sessions(dict):
 
     def __missing__(self, name: str) -> ort.InferenceSession:
         raise RuntimeError(f"{name} was not opened: pass it in load_model(graphs=...)")
+
+
+def check_robot(
+    manifest: dict,
+    path: Path,
+    control_period: float | None = None,
+    limits: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> None:
+    """The robot's control period and joint limits against the manifest's (see `load_model`).
+
+    Raises:
+        ModelLoadError: naming the mismatch.
+    """
+    period = float(manifest["actions"]["control_period_s"])
+    if control_period is not None and abs(control_period - period) > 1e-6 * period:
+        raise ModelLoadError(
+            f"control period mismatch: the robot's is {control_period} s, the model was trained on "
+            f"{period} s actions ({path})"
+        )
+    if limits is not None:
+        bound = np.asarray(manifest["joints"]["limits_rad"], float)
+        lower, upper = np.asarray(limits[0], float), np.asarray(limits[1], float)
+        if lower.shape != bound.shape or upper.shape != bound.shape:
+            raise ModelLoadError(f"{len(bound)} joint limits expected (the model's joints), got {len(lower)}")
+        outside = (np.abs(lower) > bound * (1 + 1e-6)) | (np.abs(upper) > bound * (1 + 1e-6))
+        if outside.any():
+            names = [n for n, o in zip(manifest["joints"]["names"], outside, strict=True) if o]
+            raise ModelLoadError(
+                f"joint limits of {names} reach beyond the range the model was trained on "
+                f"(+-{bound[outside].tolist()} rad, manifest joints.limits_rad)"
+            )
 
 
 def default_model_dir(name: str = "tabletop_arm") -> Path:

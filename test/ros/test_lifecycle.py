@@ -152,3 +152,11 @@ def test_autostart_with_a_broken_model_exits_with_the_reason(start_node, broken_
     assert proc.wait(60) == 1
     assert "invalid configuration: runtime.model_dir: sha256 mismatch" in proc.log()
     assert "Traceback" not in proc.log()
+
+
+def test_planner_refuses_a_model_trained_at_another_control_period(start_node, tmp_path):
+    params = {"goal_memory_dir": str(tmp_path), "control_period": 0.05}
+    proc = start_node("ami_ros.ros.planner_node", params, "planner_period", ("-r", "__ns:=/period"))
+    assert proc.wait(60) == 1
+    reason = "control period mismatch: the robot's is 0.05 s, the model was trained on 0.1 s"
+    assert f"invalid configuration: runtime.model_dir: {reason}" in proc.log()

@@ -71,3 +71,17 @@ def test_bench_reports_every_available_execution_provider():
     assert cpu["sessions_ran_on"] == dict.fromkeys(cpu["sessions_ran_on"], "CPUExecutionProvider")
     assert cpu["encoder_ms_per_frame"] > 0 and cpu["rollout_cost_ms_batch8_h5"] > 0
     assert cpu["load_and_warm_up_s"] > 0 and "rss_growth_mb" in cpu
+
+
+def test_loading_checks_the_robots_control_period_and_joint_limits():
+    from ami_ros.runtime import default_model_dir, load_model
+
+    model = default_model_dir()
+    lower, upper = [-1.9, -2.4, -2.4, -2.0], [1.9, 2.4, 2.4, 2.0]
+    graphs = ("predictor.onnx",)
+    load_model(model, expected_control_period=0.1, expected_limits=(lower, upper), graphs=graphs)
+    load_model(model, expected_limits=([-1.0, -2.4, -2.0, -2.0], [0.0, 2.0, 2.4, 1.5]), graphs=graphs)
+    with pytest.raises(ModelLoadError, match=r"control period mismatch: the robot's is 0\.05 s"):
+        load_model(model, expected_control_period=0.05, graphs=graphs)
+    with pytest.raises(ModelLoadError, match=r"joint limits of \['joint2'\] reach beyond"):
+        load_model(model, expected_limits=(lower, [1.9, 3.0, 2.4, 2.0]), graphs=graphs)
