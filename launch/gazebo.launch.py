@@ -24,9 +24,10 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import Command, LaunchConfiguration
+from launch.substitutions import Command, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
 
 CONTROLLERS = ("joint_state_broadcaster", "arm_controller")
 """Spawned in this order; arm_controller takes planner_node's arm_controller/joint_trajectory."""
@@ -44,7 +45,7 @@ def generate_launch_description() -> LaunchDescription:
     description = ParameterValue(Command(["xacro ", str(urdf)]), value_type=str)
     gazebo = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(
-            str(Path(get_package_share_directory("ros_gz_sim")) / "launch" / "gz_sim.launch.py")
+            PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])
         ),
         launch_arguments={"gz_args": f"-r {world}"}.items(),
     )

@@ -60,9 +60,14 @@ class Launch:
                 alive.append(stat.parent.name)
         return alive
 
-    def ctrl_c(self, timeout: float = 30.0) -> int:
-        """SIGINT to ros2 launch, as Ctrl-C in its terminal; returns its exit code."""
-        self.popen.send_signal(signal.SIGINT)
+    def ctrl_c(self, timeout: float = 30.0, terminal: bool = False) -> int:
+        """SIGINT to ros2 launch (which forwards it to the nodes); `terminal`: to every process of
+        the launch, as Ctrl-C in a terminal sends it (each node then gets two). Returns launch's
+        exit code."""
+        if terminal:
+            os.killpg(self.popen.pid, signal.SIGINT)
+        else:
+            self.popen.send_signal(signal.SIGINT)
         try:
             return self.popen.wait(timeout)
         finally:
@@ -105,9 +110,9 @@ class Robot:
         return sum(1 for c in self.commands if c.points)
 
 
-def stop_cleanly(launch: Launch, nodes: int) -> None:
+def stop_cleanly(launch: Launch, nodes: int, terminal: bool = False) -> None:
     """Ctrl-C: launch exits 0, every process it started is gone, no traceback anywhere."""
-    assert launch.ctrl_c() == 0, launch.log()[-4000:]
+    assert launch.ctrl_c(terminal=terminal) == 0, launch.log()[-4000:]
     assert not launch.processes(), f"still running after Ctrl-C: {launch.processes()}"
     log = launch.log()
     assert log.count("process has finished cleanly") == nodes, log[-4000:]
@@ -144,6 +149,9 @@ def test_symlink_install_finds_the_model_and_lifecycle_cli_drives_a_node(ros2_in
         out = ros2_install.run(cli.format("set") + " configure", timeout=120, workspace="ws_symlink")
         assert "Transitioning successful" in out, out + log.read_text()
         assert ros2_install.run(cli.format("get"), workspace="ws_symlink").startswith("inactive")
+        # gazebo.launch.py cannot run here (no Gazebo), but it loads and declares its arguments
+        shown = ros2_install.run("ros2 launch ami_ros gazebo.launch.py --show-args", workspace="ws_symlink")
+        assert "'one_process'" in shown and "'model_dir'" in shown
         share = ws / "install" / "ami_ros" / "share" / "ami_ros" / "models" / "tabletop_arm"
         assert f"model {share} (encoder.onnx) loaded" in log.read_text()
     finally:
@@ -194,7 +202,7 @@ def test_two_robots_in_one_graph_each_reach_their_own_goal(ros2_install, ros, tm
         assert ros.node.count_publishers("/clock") == 0
         assert ros.node.count_publishers("/arm_controller/joint_trajectory") == 0
         for launch in launches:
-            stop_cleanly(launch, nodes=2)
+            stop_cleanly(launch, nodes=2, terminal=True)
     finally:
         for launch in launches:
             launch.kill()
