@@ -104,6 +104,25 @@ def cmd_train_pose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ami_ros.config import PolicyTrainConfig, load_yaml
+    from ami_ros.runtime import default_model_dir
+    from ami_ros.world_model.policy import train_policy
+
+    cfg = load_yaml(args.config, PolicyTrainConfig, section="policy") if args.config else PolicyTrainConfig()
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    model = args.model or str(default_model_dir())
+    size = int(yaml.safe_load((Path(model) / "manifest.yaml").read_text())["image"]["size"][0])
+    episodes = read_training_episodes(args.data, size)
+    metrics = train_policy(model, episodes, args.out or model, cfg, command=" ".join(["ami-ros", *args.argv]))
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
+    print(f"model directory: {args.out or model}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from ami_ros.world_model.export import export_checkpoint
     from ami_ros.world_model.train import load_checkpoint
@@ -126,7 +145,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     robot = args.robot_config or share_file("config", "robots", "tabletop_arm.yaml")
     controller = from_params(ControllerConfig, load_ros_params(robot, "planner_node"))
     overrides = {k: v for k, v in (("method", args.method), ("samples", args.samples),
-                                   ("iterations", args.iterations)) if v is not None}  # fmt: skip
+                                   ("iterations", args.iterations), ("prior_weight", args.prior_weight))
+                 if v is not None}  # fmt: skip
     if "samples" in overrides:
         overrides["elites"] = min(controller.planner.elites, args.samples)
     controller = dataclasses.replace(
@@ -238,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     pose.add_argument("--epochs", type=int)
     pose.set_defaults(func=cmd_train_pose)
 
+    policy = sub.add_parser("train-policy", help="learn the planner's goal-conditioned proposal on a model")
+    policy.add_argument("--model", help="model directory (default: the shipped tabletop_arm)")
+    policy.add_argument("--data", required=True, help="bags to learn from (the model's training data)")
+    policy.add_argument("--out", help="model directory to write (default: --model, extended in place)")
+    policy.add_argument("--config", help="YAML file with a `policy:` section (PolicyTrainConfig)")
+    policy.add_argument("--steps", type=int)
+    policy.set_defaults(func=cmd_train_policy)
+
     export = sub.add_parser("export", help="export a checkpoint to a model directory")
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--out", required=True, help="model directory to write, e.g. models/tabletop_arm")
@@ -259,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--method", choices=("cem", "mppi"), help="override planner.method")
     ev.add_argument("--samples", type=int, help="override planner.samples (action sequences per iteration)")
     ev.add_argument("--iterations", type=int, help="override planner.iterations (per tick)")
+    ev.add_argument(
+        "--prior-weight", type=float,
+        help="override planner.prior_weight (pull towards the model's proposal, when it has one)",
+    )  # fmt: skip
     ev.add_argument(
         "--weights", type=float, nargs="+",
         help="override cost_weights (default: the robot config's, else the model manifest's)",

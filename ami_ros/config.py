@@ -523,6 +523,39 @@ class PoseTrainConfig:
             raise ConfigError("epochs, batch_size and lr must be positive, weight_decay >= 0")
 
 
+@dataclasses.dataclass(frozen=True)
+class PolicyTrainConfig:
+    """`ami-ros train-policy`: the planner's goal-conditioned proposal, learned from recordings by
+    behaviour cloning with hindsight goals, on an exported model's latents (nothing else changes)."""
+
+    channels: int = 64
+    """Channels of the proposal network's convolutions over the token grid."""
+    hidden: int = 256
+    """Width of its head."""
+    steps: int = 1500
+    """Optimiser steps."""
+    batch_size: int = 256
+    """(step, goal) pairs per step."""
+    lr: float = 0.001
+    """Peak learning rate (cosine schedule)."""
+    weight_decay: float = 0.0001
+    """AdamW weight decay."""
+    val_fraction: float = 0.05
+    """Episodes held out for the reported action error."""
+    eval_every: int = 250
+    """Steps between held-out evaluations."""
+    seed: int = 0
+    """Seed of the initialisation, the split and the sampled goals."""
+    num_threads: int = 2
+    """torch and onnxruntime CPU threads."""
+
+    def __post_init__(self) -> None:
+        if min(self.channels, self.hidden, self.steps, self.batch_size, self.eval_every) < 1:
+            raise ConfigError("channels, hidden, steps, batch_size and eval_every must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 < self.val_fraction < 1:
+            raise ConfigError("lr must be > 0, weight_decay >= 0, val_fraction in (0, 1)")
+
+
 # ---------------------------------------------------------------------------- planning and safety
 @dataclasses.dataclass(frozen=True)
 class PlannerConfig:
@@ -547,6 +580,10 @@ class PlannerConfig:
     """Floor of the sampling std, as a fraction of each action bound."""
     momentum: float = 0.0
     """Fraction of the previous iteration's mean kept at each refit."""
+    prior_weight: float = 1.0
+    """With a model that has a proposal (policy.onnx): the search starts from the proposal and
+    each sample's cost adds this x its mean squared distance to it (in units of the action
+    bounds). 0: the proposal only seeds the search."""
     seed: int = 0
     """Seed of the planner's random generator."""
 
@@ -561,6 +598,8 @@ class PlannerConfig:
             raise ConfigError("temperature and init_std must be > 0, min_std >= 0")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not self.prior_weight >= 0:
+            raise ConfigError(f"prior_weight must be >= 0, got {self.prior_weight}")
 
 
 @dataclasses.dataclass(frozen=True)

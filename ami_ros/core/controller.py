@@ -68,6 +68,17 @@ class WorldModel(FrameEncoder, Protocol):
         """history (K, L, D), goal (L, D) and (J,), actions (N, H, J) -> cost (N,)."""
         ...
 
+    @property
+    def has_policy(self) -> bool:
+        """The model proposes action chunks (`propose`)."""
+        ...
+
+    def propose(
+        self, latent: np.ndarray, joints: np.ndarray, goal_latent: np.ndarray, goal_joints: np.ndarray
+    ) -> np.ndarray:
+        """latent (L, D), joints (J,), goal (L, D) and (J,) -> actions (H, J)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -227,8 +238,8 @@ class Controller:
         if reason is not None:
             return self._hold(reason, goal, newest)
         assert goal is not None and history is not None and joints is not None
-        plan = self.plan(history[1], goal)
         q = joints[1]
+        plan = self.plan(history[1], q, goal)
         target, interventions = self.safety.filter(q, q + plan[0], self.config.control_period)
         with self._lock:
             if not self._enabled or self._goal is not goal or self._goal_changed:
@@ -255,10 +266,15 @@ class Controller:
             **recent("tick_ms", self.tick_ms),
         }
 
-    def plan(self, history: np.ndarray, goal: Goal) -> np.ndarray:
-        """The plan (H, J) from the latent history (K, L, D) towards `goal` (warm-started)."""
+    def plan(self, history: np.ndarray, joints: np.ndarray, goal: Goal) -> np.ndarray:
+        """The plan (H, J) from the latent history (K, L, D) and the measured joints (J,) towards
+        `goal`: searched around the model's proposal when it has one, else warm-started."""
+        proposal = None
+        if self.model.has_policy:
+            proposal = self.model.propose(history[-1], joints, goal.latent, goal.joints)
         return self.planner.plan(
-            lambda actions: self.model.rollout_cost(history, goal.latent, goal.joints, actions, self.weights)
+            lambda actions: self.model.rollout_cost(history, goal.latent, goal.joints, actions, self.weights),
+            proposal,
         )
 
     def _hold_reason(

@@ -14,6 +14,7 @@ told the true goal (joint integrator for reach; a copy of the simulator for push
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,17 +163,26 @@ def privileged_reach_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> M
     return make
 
 
+PRIVILEGED_PUSH_SEARCH = (128, 3)
+"""(samples, iterations) of the privileged push planner's CEM."""
+
+
 def privileged_push_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> MakePolicy:
     """CEM on the true simulator state (arm and block), with a copy of the simulator as its model.
 
     The cost, summed over the horizon: block-to-goal distance, plus 0.3 x the pusher's distance
     to the point 5 cm behind the block on the line to the goal (without it, a 5-step horizon that
     does not touch the block sees every plan as equal). The model copy steps its physics at 10 ms
-    instead of 2 ms, so that 64 x 2 x 5 simulated actions fit in a tick.
+    instead of 2 ms. Its search is larger than the controller's (`PRIVILEGED_PUSH_SEARCH`, about
+    0.5 s a tick): at 64 x 2 it pushes 60% of held-out goals, at 128 x 3 90%, a real ceiling.
     """
+    samples, iterations = PRIVILEGED_PUSH_SEARCH
+    search = dataclasses.replace(
+        cfg.controller.planner, samples=samples, iterations=iterations, elites=samples // 4
+    )
 
     def make(sim: ArmSim, episode_seed: int) -> Policy:
-        planner = Planner(cfg.controller.planner, limits, np.random.default_rng(seed))
+        planner = Planner(search, limits, np.random.default_rng(seed))
         model = ArmSim(SimConfig(task="push"))
         model.model.opt.timestep = model.physics_dt = 0.01
 

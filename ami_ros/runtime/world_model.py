@@ -24,6 +24,8 @@ from ami_ros.paths import share_file
 log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "ami_ros.world_model/1"
 GRAPHS = ("encoder.onnx", "predictor.onnx", "rollout_cost.onnx")
+OPTIONAL_GRAPHS = ("policy.onnx",)
+"""Graphs a model directory may add (`ami-ros train-policy`); opened when listed and asked for."""
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -66,6 +68,7 @@ class WorldModelRuntime:
         encode(image (S, S, 3) uint8 RGB, joints (J,)) -> (latent (L, D), joints_est (J,))
         predict(history (K, L, D) or (B, K, L, D), actions (H, J) or (B, H, J)) -> (latents, joints)
         rollout_cost(history (K, L, D), goal_latent (L, D), goal_joints (J,), actions (N, H, J)) -> (N,)
+        propose(latent (L, D), joints (J,), goal_latent (L, D), goal_joints (J,)) -> actions (H, J)
     """
 
     def __init__(self, model_dir: Path, manifest: dict, sessions: dict[str, ort.InferenceSession]) -> None:
@@ -117,7 +120,9 @@ class WorldModelRuntime:
         hist = np.asarray(history, np.float32)
         acts = np.asarray(actions, np.float32)
         if single:
-            hist, acts = hist[None], acts[None]
+            acts = acts[None]
+        if hist.ndim == 3:
+            hist = hist[None]
         if hist.shape[0] == 1 and acts.shape[0] > 1:
             hist = np.repeat(hist, acts.shape[0], axis=0)
         latents, joints = [], []
@@ -179,6 +184,24 @@ class WorldModelRuntime:
             out[name] = float(np.median(times))
         return out
 
+    @property
+    def has_policy(self) -> bool:
+        """The model has a goal-conditioned proposal (policy.onnx) and it is open."""
+        return "policy.onnx" in self.sessions
+
+    def propose(
+        self, latent: np.ndarray, joints: np.ndarray, goal_latent: np.ndarray, goal_joints: np.ndarray
+    ) -> np.ndarray:
+        """The proposal's action chunk (H, J) from the latent now (L, D), the measured joints (J,),
+        the goal latent (L, D) and the goal's joints (J,)."""
+        feed = {
+            "latent": np.asarray(latent, np.float32)[None],
+            "joints": np.asarray(joints, np.float32)[None],
+            "goal_latent": np.asarray(goal_latent, np.float32)[None],
+            "goal_joints": np.asarray(goal_joints, np.float32)[None],
+        }
+        return self.sessions["policy.onnx"].run(None, feed)[0][0]
+
     def warm_up(self, batch: int = 256) -> None:
         """One call of every open session at planner-like sizes (allocations, TensorRT engine build)."""
         j = len(self.joint_names)
@@ -192,6 +215,8 @@ class WorldModelRuntime:
             self.step(np.repeat(hist[None], batch, axis=0), np.zeros((batch, j), np.float32))
         if "rollout_cost.onnx" in self.sessions:
             self.rollout_cost(hist, latent, q, np.zeros((batch, self.horizon, j), np.float32))
+        if self.has_policy:
+            self.propose(latent, q, latent, q)
 
     def close(self) -> None:
         """Release the onnxruntime sessions (their memory, GPU memory and TensorRT engines)."""
@@ -208,7 +233,7 @@ def load_model(
     warm_up: bool = True,
     expected_control_period: float | None = None,
     expected_limits: tuple[Sequence[float], Sequence[float]] | None = None,
-    graphs: Sequence[str] = GRAPHS,
+    graphs: Sequence[str] = GRAPHS + OPTIONAL_GRAPHS,
 ) -> WorldModelRuntime:
     """Open a model directory after verifying it against its manifest and the robot.
 
@@ -223,8 +248,9 @@ def load_model(
             over its own period, so another one is an error.
         expected_limits: the robot's (lower, upper) joint limits, rad; a limit beyond the range
             the model normalises joints by (manifest joints.limits_rad) is an error.
-        graphs: the graphs to open, a subset of `GRAPHS` (a node opens only what it calls); only
-            the other graphs' files are neither read nor hashed.
+        graphs: the graphs to open, a subset of `GRAPHS` + `OPTIONAL_GRAPHS` (a node opens only
+            what it calls; an optional graph the manifest does not list is skipped); the other
+            graphs' files are neither read nor hashed.
     Raises:
         ModelLoadError naming the missing file, wrong hash, wrong joint names or wrong shape.
     """
@@ -247,15 +273,16 @@ def load_model(
         )
     check_robot(manifest, path, expected_control_period, expected_limits)
     files = manifest["files"]
-    unknown = sorted(set(graphs) - set(GRAPHS))
+    unknown = sorted(set(graphs) - set(GRAPHS + OPTIONAL_GRAPHS))
     if unknown or not graphs:
-        raise ValueError(f"graphs must be a non-empty subset of {GRAPHS}, got {list(graphs)}")
+        raise ValueError(f"graphs must be a non-empty subset of {GRAPHS + OPTIONAL_GRAPHS}, got {graphs}")
+    graphs = [g for g in graphs if g in GRAPHS or g in files]
     for name in GRAPHS:
         if name not in files:
             raise ModelLoadError(f"{path}: lists no {name}")
     blobs = {}  # the verified bytes are what the sessions load: no file is read twice
     for name, entry in files.items():
-        if name in GRAPHS and name not in graphs:
+        if name in GRAPHS + OPTIONAL_GRAPHS and name not in graphs:
             continue  # a graph this caller does not open
         blobs[name] = _verified_bytes(model_dir, name, entry, path)
 

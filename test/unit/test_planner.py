@@ -92,3 +92,17 @@ def test_safety_never_jumps_a_joint_that_is_beyond_its_limit(safety):
     current = np.array([1.95, 0.0, 0.0, 0.0])  # beyond the margined limit
     out, reasons = safety.filter(current, current, 0.1)
     assert 0.0 < current[0] - out[0] <= 0.15 + 1e-9 and reasons
+
+
+def test_a_proposal_seeds_the_search_and_the_prior_keeps_a_flat_cost_near_it():
+    """With a flat cost the plan is the proposal (the prior decides); with a cost that has a clear
+    minimum elsewhere and prior_weight 0 the search still finds it from the proposal's start."""
+    proposal = np.tile(np.array([0.1, -0.1, 0.2, -0.2], np.float32), (5, 1))
+    planner = Planner(PlannerConfig(samples=128, iterations=3), LIMIT, np.random.default_rng(0))
+    plan = planner.plan(lambda a: np.zeros(len(a)), proposal)
+    assert np.abs(plan - proposal).max() < 0.35 * LIMIT.max()
+    far = np.tile(-proposal[:1], (5, 1))  # the opposite direction
+    cfg = PlannerConfig(samples=256, iterations=6, prior_weight=0.0)
+    planner = Planner(cfg, LIMIT, np.random.default_rng(0))
+    plan = planner.plan(lambda a: np.abs(a - far).sum((1, 2)), proposal)
+    assert np.abs(plan - far).mean() < np.abs(proposal - far).mean() / 2

@@ -74,3 +74,32 @@ def test_predicted_joints_follow_the_simulated_arm(runtime):
             integrator_err.append(np.abs(integrated - actual).mean())
     assert np.mean(model_err) < 0.05, np.mean(model_err)
     assert np.mean(model_err) < np.mean(integrator_err), (np.mean(model_err), np.mean(integrator_err))
+
+
+def test_the_cost_graph_is_the_energy_formula_on_predicted_latents(runtime):
+    """One cost: rollout_cost.onnx equals `core.energy.goal_energy` applied to the predictor's
+    rollout (token terms on the last predicted latent, the joint term averaged over every step)."""
+    from ami_ros.core.energy import goal_energy
+
+    with ArmSim(SimConfig(task="push")) as sim:
+        sim.reset(7)
+        q = sim.state().qpos.astype(np.float32)
+        z, _ = runtime.encode(resize_frame(sim.render(), runtime.image_size), q)
+        goal, goal_q = runtime.encode(
+            resize_frame(sim.render_goal(), runtime.image_size), np.zeros(4, np.float32)
+        )
+    history = np.stack([z, z])
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-runtime.action_limits, runtime.action_limits, (6, runtime.horizon, 4)).astype(
+        np.float32
+    )
+    lim = runtime.joint_limits
+    for w in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.3, 0.2, 1.0)):
+        graph = runtime.rollout_cost(history, goal, goal_q, actions, w)
+        latents, _ = runtime.predict(history, actions)  # (N, H, L, D)
+        numpy = [
+            goal_energy(seq[-1], goal, goal_q, lim, (w[0], w[1], 0.0))
+            + w[2] * np.mean([goal_energy(step, goal, goal_q, lim, (0.0, 0.0, 1.0)) for step in seq])
+            for seq in latents
+        ]
+        np.testing.assert_allclose(graph, numpy, rtol=2e-4, atol=1e-6)

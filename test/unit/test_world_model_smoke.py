@@ -197,3 +197,25 @@ def test_train_pose_fits_a_pose_network_and_exports_it(trained, tmp_path):
     manifest = yaml.safe_load((tmp_path / "model" / "manifest.yaml").read_text())
     assert manifest["model_config"]["pose_channels"] == [32, 64, 96, 128]
     assert "pose_training" in manifest["metrics"]
+
+
+def test_train_policy_adds_a_proposal_that_the_runtime_opens(trained, tmp_path):
+    out = tmp_path / "model"
+    bags, model = trained["out"] / "bags", trained["out"] / "model"
+    args = ["train-policy", "--model", str(model), "--data", str(bags), "--out", str(out), "--steps", "20"]
+    assert cli.main(args) == 0
+    m = yaml.safe_load((out / "manifest.yaml").read_text())
+    assert set(m["files"]) == {"encoder.onnx", "predictor.onnx", "rollout_cost.onnx", "policy.onnx"}
+    assert m["policy"]["data"]["episodes"] == 4 and m["policy"]["metrics"]["parity_max_abs"] <= 1e-4
+    assert m["policy"]["command"].startswith("ami-ros train-policy")
+    rt = load_model(out, expected_joint_names=JOINTS)
+    assert rt.has_policy and not load_model(model).has_policy
+    ep = trained["episodes"][0]
+    z, q = rt.encode(ep["frames"][0], ep["joints"][0])
+    g, gq = rt.encode(ep["frames"][-1], np.zeros(4, np.float32))
+    actions = rt.propose(z, q, g, gq)
+    assert actions.shape == (rt.horizon, 4) and np.all(np.abs(actions) <= rt.action_limits + 1e-6)
+    assert not load_model(out, graphs=("encoder.onnx",)).has_policy  # only what a node asks for
+    (out / "policy.onnx").write_bytes(b"tampered")
+    with pytest.raises(ModelLoadError, match="sha256 mismatch"):
+        load_model(out)
