@@ -186,11 +186,13 @@ class PlannerNode(ManagedNode):
         if d.interventions:
             self._interventions += 1
             log.warning(f"safety filter: {'; '.join(d.interventions)}", throttle_duration_sec=2.0)
-        age, max_age = self._now() - d.stamp, self.controller.config.max_age
-        late = d.command is not None and age > max_age  # inputs went stale while planning: void
+        # A plan whose latent grew older than 2 x max_age while planning is void (an overloaded
+        # machine): so no command ever leaves more than 2 x max_age after its camera frame.
+        age, limit = self._now() - d.stamp, 2 * self.controller.config.max_age
+        late = d.command is not None and age > limit
         if late:
             FaultLog.of(self)(
-                f"plan dropped: its latent was {age:.2f} s old once planned (max_age {max_age})", "warning"
+                f"plan dropped: its latent was {age:.2f} s old once planned (> {limit} s)", "warning"
             )
         with self._lock:  # a stop that came while planning voids the plan
             if d.command is not None and not late and self.controller.enabled:
