@@ -54,16 +54,18 @@ def episode() -> dict:
 
 def test_the_node_publishes_the_command_its_controller_computes(ros, tmp_path, episode) -> None:
     from ami_ros.ros.planner_node import PlannerNode
+    from ami_ros.ros.spin import autostart, finish
 
     overrides = {"start_enabled": False, "goal_memory_dir": str(tmp_path), "max_age": 60.0}
     params = load_ros_params(ROBOT, "planner_node") | overrides  # max_age: a loaded machine is slow
     node = PlannerNode(context=ros.context, parameter_overrides=flat(params))
+    autostart(node)  # configure and activate, as spin_node does
     ros.executor.add_node(node)
     try:
         run(ros, node, episode)
     finally:
         ros.executor.remove_node(node)
-        node.destroy_node()
+        finish(node)
 
 
 def run(ros, node, episode) -> None:
