@@ -7,6 +7,8 @@ enabled. Stamps are wall time (sim_node `publish_clock` off), as on a robot with
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -240,6 +242,7 @@ def test_bad_frames_are_dropped_with_a_reason_and_other_encodings_work(stack: St
     rgb = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
 
     def send(pixels: np.ndarray, encoding: str, t: float, with_joints: bool = True) -> None:
+        t = time.time()  # stamps are now: the encoder refuses stamps far from its clock
         if with_joints:
             joints.publish(JointState(header=_header(t), name=JOINTS[::-1], position=[0.1, 0.2, 0.3, 0.4]))
             stack.ros.spin_for(0.05)
@@ -265,12 +268,12 @@ def test_bad_frames_are_dropped_with_a_reason_and_other_encodings_work(stack: St
 
     latents.clear()
     bad = Image(encoding="rgba8", height=4, width=4, step=16, data=bytes(64))
-    bad.header = _header(10.0)
-    joints.publish(JointState(header=_header(10.0), name=JOINTS, position=[0.0] * 4))
+    bad.header = _header(time.time())
+    joints.publish(JointState(header=bad.header, name=JOINTS, position=[0.0] * 4))
     stack.ros.spin_for(0.1)
     images.publish(bad)
     stack.ros.spin_for(0.5)  # depth 1: a newer frame would replace it before the encoder takes it
-    send(rgb, "rgb8", 50.0, with_joints=False)  # no joint state within max_skew of t = 50 s
+    send(rgb, "rgb8", 12.0, with_joints=False)  # no joint state within max_skew of its stamp
     stack.diagnostics.clear()
 
     def refused():
