@@ -17,9 +17,10 @@ injected at a random tick:
 Scores per tick, all "higher = more anomalous": `surprise` (what predictor_node publishes: mean
 squared error of the forecast image tokens against the latent that arrived), `surprise_token_max`
 (the worst image token), `surprise_z` (the worst token's error in standard deviations of that
-token's error on normal ticks — normalised by the model's own error), and two baselines that need
-no model: `frame_diff` (mean absolute pixel change since the last frame) and `tracking_error`
-(largest |last commanded target - measured joint position|).
+token's error on normal ticks — normalised by the model's own error), `surprise_joints` (error of
+the forecast proprio token: the joints the model expected the command to reach), and two
+baselines that need no model: `frame_diff` (mean absolute pixel change since the last frame) and
+`tracking_error` (largest |last commanded target - measured joint position|).
 
 Reported per fault and score: AUROC of faulty against normal ticks; with each score's threshold
 set to the largest value on the normal evaluation ticks (no false alarm in that many minutes of
@@ -43,7 +44,7 @@ from ami_ros.runtime import WorldModelRuntime, default_model_dir, load_model
 from ami_ros.sim import ArmSim
 
 FAULTS = ("block_knock", "joint_stall", "command_dropped", "frozen_camera", "lighting", "occlusion")
-SCORES = ("surprise", "surprise_token_max", "surprise_z", "frame_diff", "tracking_error")
+SCORES = ("surprise", "surprise_token_max", "surprise_z", "surprise_joints", "frame_diff", "tracking_error")
 PERIOD = 0.1
 
 
@@ -51,6 +52,7 @@ PERIOD = 0.1
 class Tick:
     faulty: bool
     token_err: np.ndarray | None  # (tokens,) squared error of each image token, None without a forecast
+    joint_err: float  # squared error of the forecast proprio token (the joints the model expected)
     frame_diff: float
     tracking_error: float
 
@@ -88,13 +90,14 @@ def run_episode(
         q = sim.state().qpos
         small = resize_frame(frame, rt.image_size)
         latent, _ = rt.encode(small, q.astype(np.float32))
-        token_err = None
+        token_err, joint_err = None, 0.0
         if forecast is not None:
             token_err = np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1)
+            joint_err = float(np.mean((forecast[-1] - latent[-1]) ** 2))
         diff = float(np.mean(np.abs(small.astype(float) - prev_small))) if prev_small is not None else 0.0
         track = float(np.max(np.abs(prev_target - q))) if prev_target is not None else 0.0
         faulty = active and (fault != "block_knock" or t <= fault_tick + 1)
-        ticks.append(Tick(faulty, token_err, diff, track))
+        ticks.append(Tick(faulty, token_err, joint_err, diff, track))
         # the normal operator: towards the goal, noisy, within the model's action limits
         action = np.clip(0.5 * (goal_q - q) + rng.normal(0, 0.35, 4) * lim, -lim, lim)
         history = [*history[-1:], latent]
@@ -138,6 +141,7 @@ def scores_of(tick: Tick, mu: np.ndarray, sd: np.ndarray) -> dict[str, float]:
         "surprise": float(e.mean()),
         "surprise_token_max": float(e.max()),
         "surprise_z": float(np.max((e - mu) / sd)),
+        "surprise_joints": tick.joint_err,
         "frame_diff": tick.frame_diff,
         "tracking_error": tick.tracking_error,
     }
