@@ -130,7 +130,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     episodes = None
     if args.data:
         _, run_cfg, _ = load_checkpoint(args.checkpoint)
-        episodes = read_training_episodes(args.data, run_cfg.model.image_size)
+        episodes = read_training_episodes(args.data, run_cfg.model.image_size, run_cfg.data)
     manifest = export_checkpoint(args.checkpoint, args.out, episodes)
     print(json.dumps({"model_dir": args.out, "files": list(manifest.get("files", {}))}, indent=2))
     return 0

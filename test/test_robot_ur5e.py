@@ -104,3 +104,21 @@ def test_a_ur5e_bag_reads_with_its_names_and_trains(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoint.pt").is_file(), out.stdout
+
+    # export, then load it as planner_node would with config/robots/ur5e.yaml: joints, period, limits
+    model, checkpoint = tmp_path / "model", tmp_path / "run" / "checkpoint.pt"
+    out = subprocess.run(
+        [sys.executable, "-m", "ami_ros.cli", "export", "--checkpoint", str(checkpoint), "--out", str(model),
+         "--data", str(bag)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    from ami_ros.runtime import load_model
+
+    planner = nodes()["planner_node"]
+    runtime = load_model(
+        model, UR5E, expected_control_period=planner["control_period"],
+        expected_limits=(planner["joint_lower"], planner["joint_upper"]),
+    )  # fmt: skip
+    assert runtime.joint_names == UR5E and runtime.manifest["actions"]["dim"] == 6
+    assert runtime.manifest["actions"]["control_period_s"] == cfg.data.control_period

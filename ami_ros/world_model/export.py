@@ -272,7 +272,7 @@ def build_manifest(
         "actions": {
             "kind": "joint position delta: commanded target - measured position, rad",
             "limits_rad": list(cfg.action_limits),
-            "control_period_s": 0.1,
+            "control_period_s": run_config.data.control_period if run_config else 0.1,  # the bags' period
             "dim": j,
         },
         "latent": {
