@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ami_ros.config import DataConfig
+    from ami_ros.config import DataConfig, TrainRunConfig
 
 
 def ros_environment(domain_id: int | None = None) -> dict[str, str]:
@@ -72,12 +72,38 @@ def read_training_episodes(data: str, image_size: int, config: DataConfig | None
     return [ep.as_dict() for ep in read_episodes(data, config)]
 
 
+def check_training_robot(robot: str | Path, cfg: TrainRunConfig) -> None:
+    """The nodes' robot config (its planner_node section) against a training config, before hours of
+    training: the checks loading the model on that robot will make (joint names and order, control
+    period, joint limits within the model's normalisation range).
+
+    Raises:
+        ConfigError: naming the mismatch.
+    """
+    from ami_ros.config import ConfigError, ControllerConfig, from_params, load_ros_params
+
+    c = from_params(ControllerConfig, load_ros_params(robot, "planner_node"))
+    if tuple(c.joint_names) != tuple(cfg.model.joint_names):
+        raise ConfigError(f"{robot}: joint_names {list(c.joint_names)} differ from model.joint_names")
+    if abs(c.control_period - cfg.data.control_period) > 1e-9:
+        raise ConfigError(
+            f"{robot}: control_period {c.control_period} s differs from data.control_period "
+            f"{cfg.data.control_period} s (the model's actions are deltas over the bags' period)"
+        )
+    limits = zip(c.joint_names, c.joint_lower, c.joint_upper, cfg.model.joint_limits, strict=True)
+    for name, lo, hi, bound in limits:
+        if max(abs(lo), abs(hi)) > bound:
+            raise ConfigError(f"{robot}: {name} limits [{lo}, {hi}] reach beyond model.joint_limits {bound}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ami_ros.config import TrainRunConfig, load_yaml
     from ami_ros.world_model.evaluate import format_metrics
     from ami_ros.world_model.train import train
 
     cfg = load_yaml(args.config, TrainRunConfig)
+    if args.robot_config:
+        check_training_robot(args.robot_config, cfg)
     episodes = read_training_episodes(args.data, cfg.model.image_size, cfg.data)
     out = Path(args.out) if args.out else run_folder(args.output, "train")
     result = train(cfg, episodes, out, command=" ".join(["ami-ros", *args.argv]))
@@ -246,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train the world model (torchrun for several GPUs)")
     train.add_argument("--config", required=True, help="training YAML (model + train sections)")
     train.add_argument("--data", required=True, help="a rosbag2 directory or a folder of them")
+    train.add_argument(
+        "--robot-config", help="the nodes' robot config (ROS parameter file) to check the config against"
+    )
     train.add_argument("--out", help="output folder (default: a new run folder under --output)")
     train.add_argument("--output", default="runs")
     train.set_defaults(func=cmd_train)

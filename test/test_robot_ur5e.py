@@ -52,6 +52,25 @@ def test_training_config_reads_the_robot_the_nodes_drive():
         from_dict(TrainRunConfig, {"data": {"joint_names": UR5E[::-1]}, "model": model})
 
 
+def test_train_checks_the_training_config_against_the_nodes_robot_config(tmp_path):
+    """`ami-ros train --robot-config`: what loading the model on that robot would refuse, refused
+    before training."""
+    from ami_ros.cli import check_training_robot
+
+    cfg = load_yaml(TRAIN, TrainRunConfig)
+    check_training_robot(ROBOT, cfg)
+    with pytest.raises(ConfigError, match=r"differ from model\.joint_names"):
+        check_training_robot(ROOT / "config" / "robots" / "tabletop_arm.yaml", cfg)
+    slower = tmp_path / "ur5e_20hz.yaml"
+    slower.write_text(ROBOT.read_text().replace("control_period: 0.1", "control_period: 0.05"))
+    with pytest.raises(ConfigError, match=r"control_period 0\.05 s differs from data\.control_period 0\.1 s"):
+        check_training_robot(slower, cfg)
+    wide = tmp_path / "ur5e_wide.yaml"
+    wide.write_text(ROBOT.read_text().replace("[6.2832, 0.0, 3.1416,", "[6.2832, 0.0, 4.0,"))
+    with pytest.raises(ConfigError, match=r"elbow_joint limits \[-3.1416, 4.0\] reach beyond"):
+        check_training_robot(wide, cfg)
+
+
 def record_ur5e_bag(path: Path, cfg: DataConfig, segments: int = 3, steps: int = 24) -> Path:
     """What `ros2 bag record -s mcap` writes on a UR5e: its camera, joint_states (the driver
     publishes joints in its own order) and the trajectory controller's commands, 10 Hz, with a
