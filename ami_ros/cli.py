@@ -140,6 +140,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     cfg = load_yaml(args.config, PolicyTrainConfig, section="policy") if args.config else PolicyTrainConfig()
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.cost_weights:
+        cfg = dataclasses.replace(cfg, cost_weights=tuple(args.cost_weights))
     model = args.model or str(default_model_dir())
     size = int(yaml.safe_load((Path(model) / "manifest.yaml").read_text())["image"]["size"][0])
     episodes = read_training_episodes(args.data, size)
@@ -293,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--out", help="model directory to write (default: --model, extended in place)")
     policy.add_argument("--config", help="YAML file with a `policy:` section (PolicyTrainConfig)")
     policy.add_argument("--steps", type=int)
+    policy.add_argument(
+        "--cost-weights", type=float, nargs="+",
+        help="rollout-cost weights to ship with the proposal (the manifest's default_weights)",
+    )  # fmt: skip
     policy.set_defaults(func=cmd_train_policy)
 
     export = sub.add_parser("export", help="export a checkpoint to a model directory")

@@ -7,8 +7,9 @@ Inputs arrive whenever they come (goal, latents and joint states with their stam
 1. hold, saying why, when disabled, with no goal, or when the newest latent or joint state is
    older than `max_age` (or none arrived);
 2. the energy of the newest latent against the goal (`core.energy.goal_energy`): the goal counts
-   as reached once it falls below `success_energy` and until it rises above twice that
-   (hysteresis, so noise at the threshold does not toggle it); reached -> hold;
+   as reached once it falls below `success_energy` while the scene matches the goal image too
+   (the fine image-token term below `success_scene_mse`), and until either rises above twice
+   its threshold (hysteresis, so noise at a threshold does not toggle it); reached -> hold;
 3. otherwise `plan` (CEM / MPPI on the model's rollout cost from the latent history one control
    period apart), pass q + the first action through the safety filter, and command the result.
 
@@ -39,6 +40,8 @@ from ami_ros.core.safety import SafetyFilter
 
 log = logging.getLogger(__name__)
 
+SCENE = (1.0, 0.0, 0.0)
+"""Energy weights of the scene check: the fine image-token term alone."""
 PLANNING = "planning"
 """`Decision.state` of a tick that commands; every other state is the reason for a hold."""
 
@@ -160,6 +163,7 @@ class Controller:
         self._goal_changed = False
         self._enabled = enabled
         self.state, self.energy, self.steps, self.reached = "starting", float("nan"), 0, False
+        self.scene = float("nan")  # fine image-token MSE of the newest latent to the goal's
         self._holding = False
         self.tick_ms: deque[float] = deque(maxlen=500)  # of the ticks that commanded
 
@@ -232,7 +236,7 @@ class Controller:
             newest, joints = self._latents.latest(), self._joints.latest()
             history = self._latents.history(self.model.history, self.config.control_period)
         if changed:
-            self.reached, self.steps, self.energy = False, 0, float("nan")
+            self.reached, self.steps, self.energy, self.scene = False, 0, float("nan"), float("nan")
             self.planner.reset()
         reason = self._hold_reason(now, enabled, goal, newest, joints)
         if reason is not None:
@@ -261,6 +265,8 @@ class Controller:
             "goal": goal.name if goal is not None else "",
             "energy": f"{self.energy:.6f}",
             "success_energy": str(self.config.success_energy),
+            "scene_mse": f"{self.scene:.6f}",
+            "success_scene_mse": str(self.config.success_scene_mse),
             "steps": str(self.steps),
             "reached": str(self.reached).lower(),
             **recent("tick_ms", self.tick_ms),
@@ -298,11 +304,13 @@ class Controller:
             if entry[0] - now > max_age:  # the clock jumped back (a sim reset): nothing is current
                 return f"{what} from the future ({entry[0] - now:.2f} s ahead: the clock jumped back?)"
         assert newest is not None
-        self.energy = goal_energy(newest[1], goal.latent, goal.joints, self.model.joint_limits, self.weights)
-        success = self.config.success_energy
-        if not self.reached and self.energy < success:
+        limits = self.model.joint_limits
+        self.energy = goal_energy(newest[1], goal.latent, goal.joints, limits, self.weights)
+        self.scene = goal_energy(newest[1], goal.latent, goal.joints, limits, SCENE)
+        success, scene = self.config.success_energy, self.config.success_scene_mse
+        if not self.reached and self.energy < success and self.scene < scene:
             self.reached = True
-        elif self.reached and self.energy > 2 * success:
+        elif self.reached and (self.energy > 2 * success or self.scene > 2 * scene):
             self.reached = False
         return "goal reached" if self.reached else None
 

@@ -7,7 +7,8 @@ ami/save_goal (String: save the newest latent under this name in `goal_memory_di
 arm_controller/joint_trajectory or forward_position_controller/commands (`command_interface`; a
 hold is an empty trajectory or the measured positions), ami/progress every tick, /diagnostics.
 Parameters: `ControllerConfig` (plain names, `planner.*`, `safety.*`), `PlannerNodeConfig`, `runtime.*`.
-Lifecycle (`ami_ros.ros.lifecycle`): configure loads the encoder and rollout-cost graphs only;
+Lifecycle (`ami_ros.ros.lifecycle`): configure loads the encoder, rollout-cost and (when the
+model has one) proposal graphs only;
 inputs, the enable service and the tick timer exist only while active; deactivating or shutting
 down while active publishes a hold first. Parameter `autostart` (default true).
 """
@@ -43,7 +44,7 @@ INPUT_ERRORS = (ValueError, KeyError, OSError)
 
 
 class PlannerNode(ManagedNode):
-    """Lifecycle node: loads the encoder and rollout-cost graphs on configure, plans while active,
+    """Lifecycle node: loads the encoder, rollout-cost and proposal graphs on configure, plans while active,
     and holds the arm as it deactivates or shuts down."""
 
     def __init__(self, **kwargs) -> None:
@@ -56,7 +57,7 @@ class PlannerNode(ManagedNode):
         self.config = c = read_dataclass(self, PlannerNodeConfig)
         cc = read_dataclass(self, ControllerConfig)
         self.runtime = load_node_model(
-            self, cc.joint_names, ("encoder.onnx", "rollout_cost.onnx"), cc.control_period,
+            self, cc.joint_names, ("encoder.onnx", "rollout_cost.onnx", "policy.onnx"), cc.control_period,
             (cc.joint_lower, cc.joint_upper),
         )  # fmt: skip
         self.controller = Controller(cc, self.runtime, enabled=c.start_enabled)

@@ -110,11 +110,17 @@ def encode_episodes(
 
 
 class HindsightSampler:
-    """Batches of (latent_t, joints_t, goal latent_g, goal joints_g, actions t..t+H-1), g > t in
-    the same episode, drawn uniformly."""
+    """Batches of (latent_t, joints_t, goal latent_g, goal joints_g, actions t..t+H-1): g drawn
+    uniformly from the `max_goal_steps` frames after t in the same episode."""
 
-    def __init__(self, episodes: Sequence[dict[str, np.ndarray]], horizon: int, rng: np.random.Generator):
-        self.horizon, self.rng = horizon, rng
+    def __init__(
+        self,
+        episodes: Sequence[dict[str, np.ndarray]],
+        horizon: int,
+        max_goal_steps: int,
+        rng: np.random.Generator,
+    ) -> None:
+        self.horizon, self.max_goal_steps, self.rng = horizon, max_goal_steps, rng
         cat = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
         self.latents, self.joints_est = cat["latents"], cat["joints_est"]
         self.joints, self.actions = cat["joints"], cat["actions"]
@@ -124,8 +130,8 @@ class HindsightSampler:
 
     def __call__(self, batch: int) -> tuple[torch.Tensor, ...]:
         t = self.rng.choice(self.starts, batch)
-        g = t + 1 + (self.rng.random(batch) * (self.end[t] - t)).astype(int)
-        g = np.minimum(g, self.end[t])
+        span = np.minimum(self.end[t] - t, self.max_goal_steps)  # >= horizon
+        g = t + 1 + (self.rng.random(batch) * span).astype(int)
         a = self.actions[t[:, None] + np.arange(self.horizon)]
         return tuple(
             torch.from_numpy(x)
@@ -154,8 +160,11 @@ def train_policy(
     runtime = load_model(model_dir, graphs=("encoder.onnx",), intra_op_threads=cfg.num_threads)
     m = runtime.manifest
     train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
-    train_set = HindsightSampler(encode_episodes(runtime, train_eps), runtime.horizon, rng)
-    val_set = HindsightSampler(encode_episodes(runtime, val_eps), runtime.horizon, np.random.default_rng(1))
+    k = cfg.max_goal_steps
+    train_set = HindsightSampler(encode_episodes(runtime, train_eps), runtime.horizon, k, rng)
+    val_set = HindsightSampler(
+        encode_episodes(runtime, val_eps), runtime.horizon, k, np.random.default_rng(1)
+    )
     val = val_set(2048)
     encode_s = time.time() - t0
     net = ProposalNet(
@@ -199,7 +208,7 @@ def train_policy(
             "train_episodes": len(train_eps),
             "val_episodes": len(val_eps),
             "transitions": int(sum(len(e["actions"]) for e in episodes)),
-            "goals": "hindsight: a later frame of the same episode, uniform",
+            "goals": f"hindsight: a frame 1 .. {k} steps later in the same episode, uniform",
         },
         "config": dataclasses.asdict(cfg),
         "metrics": {"val_action_mse": history[-1]["val"], "val_action_mse_zero_baseline": zero},
@@ -236,6 +245,13 @@ def write_policy(
         },
         "outputs": {"actions": ["batch", net.horizon, j]},
     }
+    weights = record.get("config", {}).get("cost_weights")
+    if weights:
+        n = len(manifest["rollout_cost"]["default_weights"])
+        if len(weights) != n:
+            raise ValueError(f"cost_weights {weights}: the model's rollout cost takes {n} weights")
+        manifest["rollout_cost"]["default_weights"] = [float(w) for w in weights]
+        manifest["rollout_cost"]["default_weights_from"] = "ami-ros train-policy (cost_weights)"
     metrics = record.get("metrics", {}) | {"parity_max_abs": parity}
     manifest["policy"] = {
         "what": "goal-conditioned proposal: (latent, joints, goal latent, goal joint estimate) -> "

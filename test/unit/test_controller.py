@@ -1,6 +1,7 @@
 """THE control tick (core.controller) with the shipped model: hold reasons, goal-reached hysteresis,
 resets, and eval running the very controller planner_node runs, with the robot config's settings."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,8 @@ def test_goal_reached_has_hysteresis_and_a_new_goal_clears_it(config, runtime, s
     probe.add_latent(0.0, latents[1.0])
     probe.add_joints(0.0, scene["names"], scene["q"])
     far = probe.tick(0.0).energy
-    ctl = Controller(ControllerConfig(**{**config.__dict__, "success_energy": 0.25 * far}), runtime)
+    energy_only = {**config.__dict__, "success_energy": 0.25 * far, "success_scene_mse": 1e9}
+    ctl = Controller(ControllerConfig(**energy_only), runtime)
     ctl.set_goal(goal)
     states, energies = [], []
     for i, a in enumerate((1.0, 0.4, 0.6, 0.8, 0.4)):
@@ -129,6 +131,23 @@ def test_goal_reached_has_hysteresis_and_a_new_goal_clears_it(config, runtime, s
     ctl.set_goal(far_goal)  # the newest latent is 0.6 of the way to it: between s and 2 s
     d = ctl.tick(0.4)
     assert (d.state, d.reached, d.steps) == (PLANNING, False, 1)  # not kept "reached" from the old goal
+
+
+def test_the_arm_at_the_goal_pose_with_the_scene_elsewhere_is_not_the_goal(config, runtime, scene):
+    """The joints match the goal's exactly (energy 0 with the joint-only cost), the image tokens
+    are those of the episode's start: not reached. The goal's own latent is."""
+    goal, latents = goal_and_latents(runtime, scene)
+    scene_elsewhere = latents[1.0].copy()
+    scene_elsewhere[-1] = goal.latent[-1]  # the proprio token: the arm at the goal pose
+    for latent, reached in ((scene_elsewhere, False), (goal.latent, True)):
+        ctl = Controller(dataclasses.replace(config, cost_weights=(0.0, 0.0, 1.0)), runtime)
+        ctl.set_goal(goal)
+        ctl.add_latent(0.0, latent)
+        ctl.add_joints(0.0, scene["names"], scene["q"])
+        d = ctl.tick(0.0)
+        assert d.energy < config.success_energy
+        assert (d.reached, d.state == "goal reached") == (reached, reached)
+        assert (ctl.scene > config.success_scene_mse) != reached
 
 
 class DisablesWhilePlanning:
