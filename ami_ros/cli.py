@@ -240,6 +240,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 trt_cache_dir=args.trt_cache_dir or None, trt_fp16=args.trt_fp16,
             ),
         }  # fmt: skip
+        from ami_ros.config import ControllerConfig, from_params, load_ros_params
+        from ami_ros.eval.bench_tick import bench_tick
+        from ami_ros.paths import share_file
+
+        robot = share_file("config", "robots", "tabletop_arm.yaml")
+        controller = from_params(ControllerConfig, load_ros_params(robot, "planner_node"))
+        report["model"]["plan_tick"] = bench_tick(args.model, controller, threads=args.threads)
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -247,6 +254,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for key, value in report.items():
         if key != "model":
             print(f"{key:>34}: {value}")
+    for key, value in report.get("model", {}).get("plan_tick", {}).items():
+        print(f"{'plan tick ' + key:>34}: {value:.2f}")
     for provider, figures in report.get("model", {}).get("providers", {}).items():
         print(f"model on {provider}:")
         for key, value in figures.items():

@@ -546,6 +546,9 @@ class PolicyTrainConfig:
     max_goal_steps: int = 25
     """Hindsight goals are drawn uniformly 1 .. this many steps ahead in the same episode (about
     one approach and push of the recordings: further goals mix several pushes)."""
+    stay_fraction: float = 0.1
+    """Fraction of samples whose goal is the frame itself, with zero actions as the target: at
+    its goal the proposal keeps still instead of pulling the planner off it."""
     val_fraction: float = 0.05
     """Episodes held out for the reported action error."""
     eval_every: int = 250
@@ -565,6 +568,8 @@ class PolicyTrainConfig:
             )
         if any(not w >= 0 for w in self.cost_weights):
             raise ConfigError(f"cost_weights must be >= 0, got {self.cost_weights}")
+        if not 0 <= self.stay_fraction < 1:
+            raise ConfigError(f"stay_fraction must be in [0, 1), got {self.stay_fraction}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 < self.val_fraction < 1:
             raise ConfigError("lr must be > 0, weight_decay >= 0, val_fraction in (0, 1)")
 

@@ -111,16 +111,18 @@ def encode_episodes(
 
 class HindsightSampler:
     """Batches of (latent_t, joints_t, goal latent_g, goal joints_g, actions t..t+H-1): g drawn
-    uniformly from the `max_goal_steps` frames after t in the same episode."""
+    uniformly from the `max_goal_steps` frames after t in the same episode; for a `stay_fraction`
+    of the batch g = t and the target is to keep still (zero actions)."""
 
     def __init__(
         self,
         episodes: Sequence[dict[str, np.ndarray]],
         horizon: int,
         max_goal_steps: int,
+        stay_fraction: float,
         rng: np.random.Generator,
     ) -> None:
-        self.horizon, self.max_goal_steps, self.rng = horizon, max_goal_steps, rng
+        self.horizon, self.max_goal_steps, self.stay, self.rng = horizon, max_goal_steps, stay_fraction, rng
         cat = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
         self.latents, self.joints_est = cat["latents"], cat["joints_est"]
         self.joints, self.actions = cat["joints"], cat["actions"]
@@ -133,6 +135,8 @@ class HindsightSampler:
         span = np.minimum(self.end[t] - t, self.max_goal_steps)  # >= horizon
         g = t + 1 + (self.rng.random(batch) * span).astype(int)
         a = self.actions[t[:, None] + np.arange(self.horizon)]
+        stay = self.rng.random(batch) < self.stay
+        g[stay], a[stay] = t[stay], 0.0
         return tuple(
             torch.from_numpy(x)
             for x in (self.latents[t], self.joints[t], self.latents[g], self.joints_est[g], a)
@@ -160,11 +164,9 @@ def train_policy(
     runtime = load_model(model_dir, graphs=("encoder.onnx",), intra_op_threads=cfg.num_threads)
     m = runtime.manifest
     train_eps, val_eps = split_episodes(episodes, cfg.val_fraction, cfg.seed)
-    k = cfg.max_goal_steps
-    train_set = HindsightSampler(encode_episodes(runtime, train_eps), runtime.horizon, k, rng)
-    val_set = HindsightSampler(
-        encode_episodes(runtime, val_eps), runtime.horizon, k, np.random.default_rng(1)
-    )
+    h, k, stay = runtime.horizon, cfg.max_goal_steps, cfg.stay_fraction
+    train_set = HindsightSampler(encode_episodes(runtime, train_eps), h, k, stay, rng)
+    val_set = HindsightSampler(encode_episodes(runtime, val_eps), h, k, stay, np.random.default_rng(1))
     val = val_set(2048)
     encode_s = time.time() - t0
     net = ProposalNet(
@@ -208,7 +210,8 @@ def train_policy(
             "train_episodes": len(train_eps),
             "val_episodes": len(val_eps),
             "transitions": int(sum(len(e["actions"]) for e in episodes)),
-            "goals": f"hindsight: a frame 1 .. {k} steps later in the same episode, uniform",
+            "goals": f"hindsight: a frame 1 .. {k} steps later in the same episode, uniform; "
+            f"{stay:.0%} the frame itself (keep still)",
         },
         "config": dataclasses.asdict(cfg),
         "metrics": {"val_action_mse": history[-1]["val"], "val_action_mse_zero_baseline": zero},
