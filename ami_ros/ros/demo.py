@@ -242,6 +242,7 @@ def run_episode(node: Driver, reference: ArmSim, ep: Episode, seconds: float, re
     """One episode: reset the sim to (ep.seed, ep.task), watch for `seconds`, fill in `ep`."""
     old_goal = node.progress.get("goal")
     node.reset(ep.seed, ep.task)
+    node.poses.clear()  # poses of the last episode would pair the old block with the new goal
     reference.reset(ep.seed, ep.task)
     ep.start_m = task_distance(reference)
     if not node.spin_until(lambda: node.progress.get("goal") not in (old_goal, ""), 10.0):

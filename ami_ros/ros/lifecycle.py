@@ -20,6 +20,7 @@ manager would.
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -99,6 +100,11 @@ class ManagedNode(LifecycleNode):
         except ConfigError as err:
             self.config_error = str(err)
             self.get_logger().error(f"configure failed: {err}")
+            self._release_all()
+            return FAILURE
+        except Exception as err:  # a bug, not a configuration: rclpy would swallow it silently
+            self.config_error = f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"configure failed:\n{traceback.format_exc()}")
             self._release_all()
             return FAILURE
         self.config_error = ""
