@@ -221,7 +221,7 @@ def _progress(total: int) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="ep", desc="collect", leave=False)
+    return tqdm(total=total, unit="ep", desc="collect", leave=False, disable=None)  # None: terminals only
 
 
 def collect(out_dir: str | Path, config: CollectConfig | None = None) -> dict[str, Any]:
@@ -266,6 +266,10 @@ def collect(out_dir: str | Path, config: CollectConfig | None = None) -> dict[st
                 moved[policy_name][1] += len(steps)
                 offset_ns = last_ns + period_ns + gap_ns
                 if bar is not None:
+                    done = sum(n for _, n in moved.values())
+                    bar.set_postfix(
+                        block_moved=f"{sum(k for k, _ in moved.values()) / max(done, 1):.0%}", refresh=False
+                    )
                     bar.update(1)
         finally:
             if writer is not None:
