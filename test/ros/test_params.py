@@ -122,3 +122,17 @@ def test_a_valid_change_to_a_dynamic_parameter_is_applied(ros, nodes) -> None:
     assert get_parameter(ros, "sim_node", "seed") == 42
     for proc in nodes.values():
         proc.check_alive()
+
+
+@pytest.mark.parametrize("transition", [99, 1])  # no such transition; configure while active
+def test_a_lifecycle_transition_that_does_not_apply_is_refused(ros, nodes, transition) -> None:
+    """Service calls with bad arguments: the node says no and stays active."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    change = ros.node.create_client(ChangeState, "planner_node/change_state")
+    request = ChangeState.Request(transition=Transition(id=transition))
+    assert not ros.call(change, request, timeout=20.0).success
+    get = ros.node.create_client(GetState, "planner_node/get_state")
+    assert ros.call(get, GetState.Request(), timeout=20.0).current_state.label == "active"
+    nodes["planner_node"].check_alive()
