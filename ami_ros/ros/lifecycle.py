@@ -1,6 +1,6 @@
 """Managed (lifecycle) nodes: the transitions every model-loading node shares.
 
-A subclass declares its parameters in `__init__` and supplies three steps:
+A subclass declares its parameters in `__init__` and supplies these steps:
     configure(): read its config and load its model; raise ConfigError naming what is wrong. Its
         publishers are made with `create_lifecycle_publisher`, so they publish only when active.
     activate(): create its subscriptions, timers and services with `self.inputs(...)`; they are
