@@ -18,9 +18,11 @@ Scores per tick, all "higher = more anomalous": `surprise` (what predictor_node 
 squared error of the forecast image tokens against the latent that arrived), `surprise_token_max`
 (the worst image token), `surprise_z` (the worst token's error in standard deviations of that
 token's error on normal ticks — normalised by the model's own error), `surprise_joints` (error of
-the forecast proprio token: the joints the model expected the command to reach), and two
-baselines that need no model: `frame_diff` (mean absolute pixel change since the last frame) and
-`tracking_error` (largest |last commanded target - measured joint position|).
+the forecast proprio token: the joints the model expected the command to reach), the last two
+averaged over the last 3 ticks (`_w3`: predictor_node likewise warns only after `surprise_window`
+forecasts in a row), and two baselines that need no model: `frame_diff` (mean absolute pixel
+change since the last frame) and `tracking_error` (largest |last commanded target - measured
+joint position|).
 
 Reported per fault and score: AUROC of faulty against normal ticks; with each score's threshold
 set to the largest value on the normal evaluation ticks (no false alarm in that many minutes of
@@ -44,7 +46,18 @@ from ami_ros.runtime import WorldModelRuntime, default_model_dir, load_model
 from ami_ros.sim import ArmSim
 
 FAULTS = ("block_knock", "joint_stall", "command_dropped", "frozen_camera", "lighting", "occlusion")
-SCORES = ("surprise", "surprise_token_max", "surprise_z", "surprise_joints", "frame_diff", "tracking_error")
+WINDOW = 3
+"""Windowed scores average the last WINDOW ticks (a persistent fault adds up; noise does not)."""
+WINDOWED = ("surprise", "surprise_joints")
+SCORES = (
+    "surprise",
+    "surprise_token_max",
+    "surprise_z",
+    "surprise_joints",
+    *(f"{s}_w{WINDOW}" for s in WINDOWED),
+    "frame_diff",
+    "tracking_error",
+)
 PERIOD = 0.1
 
 
@@ -147,6 +160,17 @@ def scores_of(tick: Tick, mu: np.ndarray, sd: np.ndarray) -> dict[str, float]:
     }
 
 
+def episode_scores(ticks: list[Tick], mu: np.ndarray, sd: np.ndarray) -> list[dict[str, float] | None]:
+    """Every score of every tick (None for the first tick: no forecast yet), windowed ones included."""
+    out = [scores_of(t, mu, sd) if t.token_err is not None else None for t in ticks]
+    for i, scores in enumerate(out):
+        if scores is not None:
+            recent = [o for o in out[max(0, i - WINDOW + 1) : i + 1] if o is not None]
+            for s in WINDOWED:
+                scores[f"{s}_w{WINDOW}"] = float(np.mean([o[s] for o in recent]))
+    return out
+
+
 def evaluate(normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick], int]]]) -> dict:
     """Calibrate on the first half of the normal episodes, evaluate on the rest and the faults."""
     calib, held = normal[: len(normal) // 2], normal[len(normal) // 2 :]
@@ -154,10 +178,9 @@ def evaluate(normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick],
     mu, sd = errs.mean(axis=0), errs.std(axis=0) + 1e-9
     neg = {s: [] for s in SCORES}
     for ep in held:
-        for t in ep:
-            if t.token_err is not None:
-                for s, v in scores_of(t, mu, sd).items():
-                    neg[s].append(v)
+        for scores in episode_scores(ep, mu, sd):
+            for s, v in (scores or {}).items():
+                neg[s].append(v)
     neg_arr = {s: np.array(v) for s, v in neg.items()}
     threshold = {s: float(v.max()) for s, v in neg_arr.items()}
     n_normal_ticks = len(neg_arr["surprise"])
@@ -171,15 +194,16 @@ def evaluate(normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick],
         pos = {s: [] for s in SCORES}
         flagged = {s: [] for s in SCORES}
         for ticks, t_f in episodes:
-            for t in ticks:
-                if t.faulty and t.token_err is not None:
-                    for s, v in scores_of(t, mu, sd).items():
+            series = episode_scores(ticks, mu, sd)
+            for tick, scores in zip(ticks, series, strict=True):
+                if tick.faulty and scores is not None:
+                    for s, v in scores.items():
                         pos[s].append(v)
             for s in SCORES:  # first tick at or after the fault above the no-false-alarm threshold
                 hits = [
                     i - t_f
                     for i in range(t_f, min(len(ticks), t_f + 10))
-                    if ticks[i].token_err is not None and scores_of(ticks[i], mu, sd)[s] > threshold[s]
+                    if (series[i] or {}).get(s, -np.inf) > threshold[s]
                 ]
                 flagged[s].append(hits[0] if hits else None)
         report["faults"][fault] = {
@@ -204,10 +228,10 @@ def print_report(report: dict) -> None:
         "(no false alarm in that time)"
     )
     print("AUROC (faulty vs normal ticks) | flagged within 1 s at the no-false-alarm threshold")
-    print(f"{'fault':>16} " + " ".join(f"{s:>22}" for s in SCORES))
+    print(f"{'fault':>16} " + " ".join(f"{s:>20}" for s in SCORES))
     for fault, per in report["faults"].items():
         cells = [f"{per[s]['auroc']:.3f} | {per[s]['flagged_within_1s']:.0%}" for s in SCORES]
-        print(f"{fault:>16} " + " ".join(f"{c:>22}" for c in cells))
+        print(f"{fault:>16} " + " ".join(f"{c:>20}" for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:
