@@ -568,6 +568,19 @@ def test_after_all_bad_input_no_node_died_and_no_command_left_the_limits(stack: 
         lambda: len([m for _, m in stack.commands[count:] if m.points]) >= 3, 30.0, "3 commands"
     )
     stack.check_alive()
+
+    def joint_surprise():
+        for m in stack.diagnostics:
+            for s in m.status:
+                values = {kv.key: kv.value for kv in s.values}
+                if (
+                    s.name.startswith("predictor_node")
+                    and values.get("surprise_joints_window_mean", "nan") != "nan"
+                ):
+                    return float(values["surprise_joints_window_mean"])
+        return None
+
+    assert np.isfinite(stack.ros.spin_until(joint_surprise, 10.0, "the predictor's joint surprise"))
     moves = [(t, m) for t, m in stack.commands if m.points]
     assert len(moves) >= 10
     times = np.array([t for t, _ in stack.robot_joints])
