@@ -277,6 +277,8 @@ def export_policy(net: ProposalNet, path: Path, example: tuple[torch.Tensor, ...
     names = ["latent", "joints", "goal_latent", "goal_joints"]
     batch = torch.export.Dim("batch", min=1, max=65536)
     args = tuple(x[:8].float() for x in example)
+    for name in ("torch.onnx", "onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
