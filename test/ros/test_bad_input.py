@@ -447,6 +447,7 @@ class Stack:
         }
         self.commands: list[tuple[float, JointTrajectory]] = []
         self.robot_joints: list[tuple[float, np.ndarray]] = []
+        self.resets: list[float] = []
         node.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_command, 100)
         node.create_subscription(JointState, "joint_states", self._on_joints, 100)
         self.progress = ros.subscribe(DiagnosticStatus, "ami/progress", keep=20)
@@ -490,6 +491,7 @@ class Stack:
     def reset_sim(self) -> None:
         client = self.ros.node.create_client(Trigger, "sim/reset")
         assert self.ros.call(client, Trigger.Request()).success
+        self.resets.append(time.monotonic())  # the arm jumps: a plan made just before is stale
 
 
 @pytest.fixture(scope="module")
@@ -589,5 +591,6 @@ def test_after_all_bad_input_no_node_died_and_no_command_left_the_limits(stack: 
         target = np.array(msg.points[0].positions)
         assert np.all(np.isfinite(target)) and np.all(target >= LOWER) and np.all(target <= UPPER)
         i = int(np.searchsorted(times, t)) - 1
-        if i >= 0:  # one step from the arm, give or take its motion since the planner's tick
+        just_reset = any(0 <= t - r < 1.0 for r in stack.resets)  # teleported while a plan was made
+        if i >= 0 and not just_reset:  # one step from the arm, give or take its motion since the tick
             assert np.abs(target - stack.robot_joints[i][1]).max() <= MAX_STEP + 0.15

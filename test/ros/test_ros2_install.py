@@ -171,7 +171,7 @@ def test_sim_launch_reaches_its_goal_and_stops_cleanly_on_ctrl_c(ros2_install, r
         for node in ("encoder_node", "predictor_node", "planner_node"):
             assert f"/{node}: active" in states, states
         ros.spin_until(robot.reached, REACH_S, "ami/progress: goal reached")
-        ros.spin_until(lambda: robot.effector, 10.0, "ground truth")
+        ros.spin_until(lambda: robot.effector and robot.goal, 20.0, "ground truth")
         assert robot.distance() < SUCCESS_M, f"planner says reached; the sim says {robot.distance():.3f} m"
         stop_cleanly(launch, nodes=4)
     finally:
