@@ -121,7 +121,8 @@ def _specs(cfg: WorldModelConfig) -> dict[str, dict[str, dict[str, list]]]:
     }
 
 
-def _export(module: nn.Module, args: tuple, path: Path, spec: dict) -> None:
+def export_graph(module: nn.Module, args: tuple, path: Path, spec: dict) -> None:
+    """Export `module` on `args` to `path` (opset OPSET, weights embedded); spec: `_specs`' form."""
     batch = torch.export.Dim("batch", min=1, max=65536)
     dynamic = tuple(
         {0: batch} if shape and shape[0] == "batch" else None for shape in spec["inputs"].values()
@@ -209,7 +210,7 @@ def export_model(
     }
     parity, t0 = {}, time.time()
     for name, module in modules.items():
-        _export(module, args[name], out / name, specs[name])
+        export_graph(module, args[name], out / name, specs[name])
         sess = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
         feed = {key: a.numpy() for key, a in zip(specs[name]["inputs"], args[name], strict=True)}
         got = sess.run(None, feed)

@@ -21,7 +21,6 @@ import datetime
 import logging
 import shutil
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -234,20 +233,10 @@ def write_policy(
     out = Path(out_dir)
     if out.resolve() != Path(model_dir).resolve():
         shutil.copytree(model_dir, out, dirs_exist_ok=True)
-    parity = export_policy(net, out / GRAPH, example)
     manifest = yaml.safe_load((out / "manifest.yaml").read_text())
-    (l, d), j = manifest["latent"]["shape"], len(manifest["joints"]["names"])  # noqa: E741
-    manifest["files"][GRAPH] = {
-        "sha256": sha256(out / GRAPH),
-        "bytes": (out / GRAPH).stat().st_size,
-        "inputs": {
-            "latent": ["batch", l, d],
-            "joints": ["batch", j],
-            "goal_latent": ["batch", l, d],
-            "goal_joints": ["batch", j],
-        },
-        "outputs": {"actions": ["batch", net.horizon, j]},
-    }
+    spec = policy_spec(net, manifest["latent"]["shape"])
+    parity = export_policy(net, out / GRAPH, example, spec)
+    manifest["files"][GRAPH] = {"sha256": sha256(out / GRAPH), "bytes": (out / GRAPH).stat().st_size, **spec}
     weights = record.get("config", {}).get("cost_weights")
     if weights:
         n = len(manifest["rollout_cost"]["default_weights"])
@@ -267,29 +256,32 @@ def write_policy(
     (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 
+def policy_spec(net: ProposalNet, latent_shape: Sequence[int]) -> dict[str, dict[str, list]]:
+    """policy.onnx input/output shapes as the manifest lists them ("batch": the dynamic dimension)."""
+    (l, d), j = latent_shape, len(net.limits)  # noqa: E741
+    return {
+        "inputs": {
+            "latent": ["batch", l, d],
+            "joints": ["batch", j],
+            "goal_latent": ["batch", l, d],
+            "goal_joints": ["batch", j],
+        },
+        "outputs": {"actions": ["batch", net.horizon, j]},
+    }
+
+
 @torch.no_grad()
-def export_policy(net: ProposalNet, path: Path, example: tuple[torch.Tensor, ...]) -> float:
+def export_policy(net: ProposalNet, path: Path, example: tuple[torch.Tensor, ...], spec: dict) -> float:
     """Export to ONNX (batch-dynamic) and return max |onnxruntime - torch| on `example`."""
     import onnxruntime as ort
 
-    from ami_ros.world_model.export import OPSET
+    from ami_ros.world_model.export import PARITY_TOLERANCE, export_graph
 
-    names = ["latent", "joints", "goal_latent", "goal_joints"]
-    batch = torch.export.Dim("batch", min=1, max=65536)
     args = tuple(x[:8].float() for x in example)
-    for name in ("torch.onnx", "onnx_ir", "onnxscript"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            net, args, input_names=names, output_names=["actions"],
-            dynamic_shapes=tuple({0: batch} for _ in names), opset_version=OPSET, dynamo=True,
-            external_data=False, verbose=False,
-        )  # fmt: skip
-    program.save(str(path), external_data=False)
+    export_graph(net, args, path, spec)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {n: x.numpy() for n, x in zip(names, args, strict=True)})[0]
+    got = sess.run(None, dict(zip(spec["inputs"], (x.numpy() for x in args), strict=True)))[0]
     parity = float(np.abs(got - net(*args).numpy()).max())
-    if parity > 1e-4:
-        raise RuntimeError(f"policy.onnx differs from torch by {parity:.2e} (> 1e-4)")
+    if not parity <= PARITY_TOLERANCE:
+        raise RuntimeError(f"policy.onnx differs from torch by {parity:.2e} (> {PARITY_TOLERANCE})")
     return parity

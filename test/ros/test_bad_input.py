@@ -24,13 +24,13 @@ pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, Header, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ami_ros.ros.conversions import latent_to_image, to_time
+from ami_ros.ros.qos import LATCHED
 
 pytestmark = pytest.mark.ros
 
@@ -40,9 +40,6 @@ LOWER, UPPER = np.array([-1.9, -2.4, -2.4, -2.0]), np.array([1.9, 2.4, 2.4, 2.0]
 MAX_STEP = 0.3  # safety.max_step of the robot config
 LATENT = (65, 16)
 MARK = "bad_input"
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,12 @@ pytest.importorskip("rclpy")
 from conftest import Ros2Install, RosHarness
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from trajectory_msgs.msg import JointTrajectory
+
+from ami_ros.ros.qos import LATCHED
 
 pytestmark = pytest.mark.ros
 
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 SUCCESS_M = 0.03  # end effector within 3 cm of the goal (the evaluation's threshold)
 REACH_S = 180.0  # generous: two cores shared with other work; the planner usually needs 10-30 s
 

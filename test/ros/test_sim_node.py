@@ -20,7 +20,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -28,6 +28,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ami_ros.ros.conversions import image_to_numpy, to_seconds
+from ami_ros.ros.qos import LATCHED
 
 pytestmark = pytest.mark.ros
 
@@ -35,9 +36,6 @@ JOINTS = ["joint1", "joint2", "joint3", "joint4"]
 WIDTH, HEIGHT = 96, 80  # not the default size: proves the sim.image_* parameters are applied
 SEED = 5
 BEST_EFFORT = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 TOLERANCE = 0.02  # rad
 
 
