@@ -51,6 +51,6 @@ def load_node_model(
         raise ConfigError(f"runtime.model_dir: {err}") from None
     providers = sorted(set(runtime.providers.values()))
     node.get_logger().info(
-        f"model {path} ({', '.join(graphs)}) loaded and warmed up on {', '.join(providers)}"
+        f"model {path} ({', '.join(runtime.sessions)}) loaded and warmed up on {', '.join(providers)}"
     )
     return runtime
