@@ -762,6 +762,9 @@ class RuntimeConfig:
     """Execution providers in order of preference; unavailable ones are skipped, CPU is the fallback."""
     intra_op_threads: int = 0
     """onnxruntime CPU threads per session (0: onnxruntime's default, one per core)."""
+    spin_wait: bool = False
+    """Let onnxruntime's worker threads busy-wait between runs (see `load_model`): off, the
+    sessions of one process do not take each other's cores."""
     trt_fp16: bool = False
     """TensorRT: build fp16 engines."""
     trt_cache_dir: str = ""

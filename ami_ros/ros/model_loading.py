@@ -41,6 +41,7 @@ def load_node_model(
             expected_joint_names=joint_names,
             providers=cfg.providers,
             intra_op_threads=cfg.intra_op_threads,
+            spin_wait=cfg.spin_wait,
             trt_cache_dir=cfg.trt_cache_dir or None,
             trt_fp16=cfg.trt_fp16,
             graphs=graphs,

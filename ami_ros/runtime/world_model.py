@@ -228,6 +228,7 @@ def load_model(
     expected_joint_names: Sequence[str] | None = None,
     providers: Sequence[str] = DEFAULT_PROVIDERS,
     intra_op_threads: int = 0,
+    spin_wait: bool = False,
     trt_cache_dir: str | None = None,
     trt_fp16: bool = False,
     warm_up: bool = True,
@@ -242,6 +243,10 @@ def load_model(
         expected_joint_names: the robot's joint names in model order; a mismatch is an error.
         providers: preference order, filtered by `onnxruntime.get_available_providers()`.
         intra_op_threads: onnxruntime CPU threads (0 = onnxruntime's default).
+        spin_wait: let onnxruntime's worker threads busy-wait between runs. It saves about 2 ms a
+            run for one session alone on its cores, but the sessions of one process (the encoder
+            and the planner's graph, or the one-process stack) then take each other's cores:
+            measured on 2 cores, a 64-sample rollout cost took 28 ms instead of 17 ms.
         trt_cache_dir, trt_fp16: TensorRT engine cache folder and fp16 (TensorRT provider only).
         warm_up: run every session once before returning.
         expected_control_period: the robot's control period (s); the model's actions are deltas
@@ -289,6 +294,7 @@ def load_model(
     chosen = choose_providers(providers)
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
     options.log_severity_level = 3
     provider_args: list[Any] = []
     for p in chosen:

@@ -97,3 +97,14 @@ def test_bench_times_the_plan_tick_with_and_without_the_proposal():
     for variant in ("with_proposal", "without_proposal"):
         assert 0 < report[f"{variant}_tick_ms_p50"] <= report[f"{variant}_tick_ms_p99"]
     assert report["ratio_p50"] > 0
+
+
+def test_worker_threads_do_not_busy_wait_unless_asked():
+    """Busy-waiting sessions of one process take each other's cores (see `load_model`)."""
+    from ami_ros.runtime import default_model_dir, load_model
+
+    graphs = ("encoder.onnx",)
+    for spin, expected in ((False, "0"), (True, "1")):
+        runtime = load_model(default_model_dir(), graphs=graphs, warm_up=False, spin_wait=spin)
+        options = runtime.sessions["encoder.onnx"].get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == expected
