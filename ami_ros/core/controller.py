@@ -256,6 +256,18 @@ class Controller:
             PLANNING, goal, newest, command=target, plan=plan, interventions=tuple(interventions)
         )
 
+    def late(self, decision: Decision, age: float) -> str:
+        """Why `decision`'s command must not be sent now that its latent is `age` s old; "" if it may.
+
+        A plan whose latent grew older than 2 x max_age while planning (an overloaded machine) is
+        void, so no command leaves more than 2 x max_age after its camera frame. Eval's simulation
+        waits for the plan, so only a node asks.
+        """
+        limit = 2 * self.config.max_age
+        if decision.command is None or age <= limit:
+            return ""
+        return f"plan dropped: its latent was {age:.2f} s old once planned (> {limit} s)"
+
     def status(self) -> dict[str, str]:
         """What a progress report shows: state, goal, energy, steps, reached, tick time (ms)."""
         goal = self._goal

@@ -1,16 +1,11 @@
-"""planner_node: the controller (`ami_ros.core.controller`) on ROS 2 — messages in, commands out.
+"""planner_node: the controller (`ami_ros.core.controller`) as a ROS 2 lifecycle node.
 
-Subscribes: ami/latent (32FC1 Image from encoder_node; drives ticks), joint_states, ami/goal_image
-(latched Image rgb8/bgr8/mono8), ami/goal_name (String: a saved goal; "" clears the goal),
-ami/save_goal (String: save the newest latent under this name in `goal_memory_dir`), ami/estop
-(Bool: true disables until ami/enable). Service: ami/enable (SetBool). Publishes: the command on
+In: ami/latent (32FC1 from encoder_node; drives ticks), joint_states, ami/goal_image (latched),
+ami/goal_name (a saved goal; "" clears it), ami/save_goal (save the newest latent under a name),
+ami/estop (true disables until the ami/enable service). Out: the command on
 arm_controller/joint_trajectory or forward_position_controller/commands (`command_interface`; a
-hold is an empty trajectory or the measured positions), ami/progress every tick, /diagnostics.
-Parameters: `ControllerConfig` (plain names, `planner.*`, `safety.*`), `PlannerNodeConfig`, `runtime.*`.
-Lifecycle (`ami_ros.ros.lifecycle`): configure loads the encoder, rollout-cost and (when the
-model has one) proposal graphs only;
-inputs, the enable service and the tick timer exist only while active; deactivating or shutting
-down while active publishes a hold first. Parameter `autostart` (default true).
+hold is an empty trajectory or the measured positions), ami/progress, /diagnostics. Parameters:
+`ControllerConfig`, `PlannerNodeConfig`, `runtime.*`, `autostart` (`ami_ros.ros.lifecycle`).
 """
 
 from __future__ import annotations
@@ -18,6 +13,8 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -40,12 +37,12 @@ from ami_ros.ros.model_loading import declare_runtime, load_node_model
 from ami_ros.ros.params import declare_from_dataclass, read_dataclass
 from ami_ros.ros.spin import spin_node
 
+GRAPHS = ("encoder.onnx", "rollout_cost.onnx", "policy.onnx")  # goal images, planning, proposal
 INPUT_ERRORS = (ValueError, KeyError, OSError)
 
 
 class PlannerNode(ManagedNode):
-    """Lifecycle node: loads the encoder, rollout-cost and proposal graphs on configure, plans while active,
-    and holds the arm as it deactivates or shuts down."""
+    """Loads its graphs on configure, plans while active, holds the arm as it deactivates."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("planner_node", **kwargs)
@@ -56,16 +53,13 @@ class PlannerNode(ManagedNode):
     def configure(self) -> None:
         self.config = c = read_dataclass(self, PlannerNodeConfig)
         cc = read_dataclass(self, ControllerConfig)
-        self.runtime = load_node_model(
-            self, cc.joint_names, ("encoder.onnx", "rollout_cost.onnx", "policy.onnx"), cc.control_period,
-            (cc.joint_lower, cc.joint_upper),
-        )  # fmt: skip
+        limits = (cc.joint_lower, cc.joint_upper)
+        self.runtime = load_node_model(self, cc.joint_names, GRAPHS, cc.control_period, limits)
         self.controller = Controller(cc, self.runtime, enabled=c.start_enabled)
-        self.memory = GoalMemory(c.goal_memory_dir)
+        self.memory, self.fault = GoalMemory(c.goal_memory_dir), FaultLog.of(self)
         self._lock = threading.Lock()  # orders a stop's hold and a tick's command
-        self._last_tick = -np.inf  # node-clock time of the last tick
-        self._latency_ms: deque[float] = deque(maxlen=500)
-        self._interventions, self._last_error = 0, ""
+        self._last_tick, self._latency_ms = -np.inf, deque(maxlen=500)  # node clock; camera -> command
+        self._interventions = 0
         forward = c.command_interface == "forward"
         topic = "forward_position_controller/commands" if forward else "arm_controller/joint_trajectory"
         self._pub_cmd = self.create_lifecycle_publisher(
@@ -74,25 +68,21 @@ class PlannerNode(ManagedNode):
         self._pub_progress = self.create_lifecycle_publisher(DiagnosticStatus, "ami/progress", 10)
         self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         p = self.controller.planner.config
-        self.get_logger().info(
-            f"planning with {p.method} ({p.samples} samples x {p.iterations} iterations, horizon "
-            f"{p.horizon}); commands on {topic}; goals in {self.memory.folder}"
-        )
+        search = f"{p.method} ({p.samples} samples x {p.iterations} iterations, horizon {p.horizon})"
+        self.get_logger().info(f"planning with {search}; commands on {topic}; goals in {self.memory.folder}")
 
     def activate(self) -> None:
-        # Latents drive ticks (a plan starts as soon as a frame is encoded), a timer when none does
-        # (so stale inputs are noticed); one group, so ticks never overlap while inputs keep coming.
-        ticks = MutuallyExclusiveCallbackGroup()
-        period = self.controller.config.control_period
+        # Latents drive ticks, and a timer when none come (so stale inputs are noticed); one
+        # mutually exclusive group, so ticks never overlap.
+        ticks, period = MutuallyExclusiveCallbackGroup(), self.controller.config.control_period
+        sub, guard = self.create_subscription, self._guard
         self.inputs(
-            self.create_subscription(Image, "ami/latent", self._on_latent, qos.LATEST, callback_group=ticks),
-            self.create_subscription(JointState, "joint_states", self._on_joints, qos.SENSOR),
-            self.create_subscription(Image, "ami/goal_image", self._on_goal_image, qos.LATCHED),
-            self.create_subscription(String, "ami/goal_name", self._on_goal_name, 10),
-            self.create_subscription(String, "ami/save_goal", self._on_save_goal, 10),
-            self.create_subscription(
-                Bool, "ami/estop", lambda m: m.data and self._enable(False, "e-stop"), 10
-            ),
+            sub(Image, "ami/latent", self._on_latent, qos.LATEST, callback_group=ticks),
+            sub(JointState, "joint_states", guard("joint_states", self._on_joints), qos.SENSOR),
+            sub(Image, "ami/goal_image", guard("ami/goal_image", self._on_goal_image), qos.LATCHED),
+            sub(String, "ami/goal_name", guard("ami/goal_name", self._on_goal_name), 10),
+            sub(String, "ami/save_goal", guard("ami/save_goal", self._on_save_goal), 10),
+            sub(Bool, "ami/estop", lambda m: m.data and self._enable(False, "e-stop"), 10),
             self.create_service(SetBool, "ami/enable", self._on_enable),
             self.create_timer(period, lambda: self._due(1.0) and self._tick(), callback_group=ticks),
             self.create_timer(self.config.diagnostics_period, self._publish_diagnostics),
@@ -113,58 +103,55 @@ class PlannerNode(ManagedNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _error(self, text: str) -> None:
-        self._last_error = text
-        FaultLog.of(self)(text)  # one throttled line per kind of error
+    def _guard(self, topic: str, handle: Callable[[Any], None]) -> Callable[[Any], None]:
+        """A subscription callback: `handle(msg)`, or one throttled error line when the input is bad."""
+
+        def callback(msg: Any) -> None:
+            try:
+                handle(msg)
+            except INPUT_ERRORS as err:
+                text = err.args[0] if isinstance(err, KeyError) and err.args else err  # no KeyError quotes
+                self.fault(f"{topic} ignored: {text}")
+
+        return callback
 
     def _due(self, fraction: float) -> bool:
         elapsed = self._now() - self._last_tick  # < 0: the clock jumped back
         return elapsed >= fraction * self.controller.config.control_period or elapsed < 0
 
     def _on_latent(self, msg: Image) -> None:
-        stamp = conv.to_seconds(msg.header.stamp)
         try:
-            latent = conv.image_to_latent(msg, self.runtime.latent_shape)
+            latent, stamp = (
+                conv.image_to_latent(msg, self.runtime.latent_shape),
+                conv.to_seconds(msg.header.stamp),
+            )
             check_stamp(stamp, self._now())
         except ValueError as err:
-            return self._error(f"ami/latent ignored: {err}")
+            return self.fault(f"ami/latent ignored: {err}")
         self.controller.add_latent(stamp, latent)
-        if self._due(0.8):  # a control period has (nearly) passed: with a 30 Hz camera, every third latent
+        if self._due(0.8):  # a control period has (nearly) passed: at 30 Hz, every third latent
             self._tick()
 
     def _on_joints(self, msg: JointState) -> None:
-        try:
-            stamp = conv.to_seconds(msg.header.stamp)
-            check_stamp(stamp, self._now())
-            self.controller.add_joints(stamp, msg.name, msg.position)
-        except ValueError as err:
-            self._error(f"joint_states ignored: {err}")
+        check_stamp(stamp := conv.to_seconds(msg.header.stamp), self._now())
+        self.controller.add_joints(stamp, msg.name, msg.position)
 
     def _on_goal_image(self, msg: Image) -> None:
-        try:
-            rgb = to_rgb(conv.image_to_numpy(msg), msg.encoding)
-        except ValueError as err:
-            return self._error(f"ami/goal_image ignored: {err}")
+        rgb = to_rgb(conv.image_to_numpy(msg), msg.encoding)
         self._set_goal(self.controller.goal_from_image(rgb, f"image@{conv.to_seconds(msg.header.stamp):.3f}"))
 
     def _on_goal_name(self, msg: String) -> None:
-        try:
-            shape, joints = self.runtime.latent_shape, len(self.runtime.joint_names)
-            self._set_goal(self.memory.load(msg.data, shape, joints) if msg.data else None)
-        except INPUT_ERRORS as err:
-            self._error(f"ami/goal_name ignored: {err.args[0]}")
+        shape, joints = self.runtime.latent_shape, len(self.runtime.joint_names)
+        self._set_goal(self.memory.load(msg.data, shape, joints) if msg.data else None)
 
     def _set_goal(self, goal: Goal | None) -> None:
         self.controller.set_goal(goal)
         self.get_logger().info(f"goal: {goal.name if goal else 'none'}")
 
     def _on_save_goal(self, msg: String) -> None:
-        try:
-            if (goal := self.controller.goal_here(msg.data)) is None:
-                raise ValueError("no latent received yet")
-            self.get_logger().info(f"saved goal {msg.data!r} to {self.memory.save(goal)}")
-        except INPUT_ERRORS as err:
-            self._error(f"ami/save_goal {msg.data!r}: {err}")
+        if (goal := self.controller.goal_here(msg.data)) is None:
+            raise ValueError(f"no latent received yet to save as {msg.data!r}")
+        self.get_logger().info(f"saved goal {msg.data!r} to {self.memory.save(goal)}")
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self._enable(bool(request.data), "ami/enable")
@@ -187,14 +174,9 @@ class PlannerNode(ManagedNode):
         if d.interventions:
             self._interventions += 1
             log.warning(f"safety filter: {'; '.join(d.interventions)}", throttle_duration_sec=2.0)
-        # A plan whose latent grew older than 2 x max_age while planning is void (an overloaded
-        # machine): so no command ever leaves more than 2 x max_age after its camera frame.
-        age, limit = self._now() - d.stamp, 2 * self.controller.config.max_age
-        late = d.command is not None and age > limit
-        if late:
-            FaultLog.of(self)(
-                f"plan dropped: its latent was {age:.2f} s old once planned (> {limit} s)", "warning"
-            )
+        age = self._now() - d.stamp
+        if late := self.controller.late(d, age):
+            self.fault(late, "warning")
         with self._lock:  # a stop that came while planning voids the plan
             if d.command is not None and not late and self.controller.enabled:
                 self._pub_cmd.publish(self._command(d.command))
@@ -224,7 +206,7 @@ class PlannerNode(ManagedNode):
         stale = ctl.state.startswith(("latent stale", "joint_states stale"))
         level = DiagnosticStatus.WARN if stale or not ctl.enabled else DiagnosticStatus.OK
         extra = {"execution_provider": rt.providers["rollout_cost.onnx"], "model_dir": str(rt.model_dir),
-                 "safety_interventions": str(self._interventions), "last_error": self._last_error,
+                 "safety_interventions": str(self._interventions), "last_error": self.fault.last,
                  "saved_goals": ",".join(self.memory.names())}  # fmt: skip
         self._pub_diag.publish(self._status("planner", level, **extra))
 

@@ -176,7 +176,10 @@ def test_goal_memory_survives_a_planner_restart(stack: Stack) -> None:
     stack.ros.spin_until(lambda: (stack.goals / "here.npz").is_file(), 5.0, "the goal file")
     assert stack.planner.stop() == 0
     stack.planner = stack.start_planner()
-    stack.ros.spin_until(lambda: stack.values()["goal"].startswith("image@"), 60.0, "the new planner's goal")
+    # From the new process's own log: a progress message of the old one may still be in flight, and
+    # a goal name sent before the latched goal image arrives would be overridden by it.
+    has_goal_image = lambda: "goal: image@" in stack.planner.log(100_000)  # noqa: E731
+    stack.ros.spin_until(has_goal_image, 60.0, "the new planner's goal image")
     stack.send(stack.goal_name, String(data="nowhere"))  # unknown: an error, the current goal stays
     stack.send(stack.goal_name, String(data="here"))
     stack.ros.spin_until(lambda: stack.values()["goal"] == "here", 5.0, "the remembered goal")

@@ -177,6 +177,19 @@ def test_a_stop_during_planning_voids_the_plan(config, runtime, scene):
     assert d.state == "disabled" and d.started_holding
 
 
+def test_a_plan_older_than_twice_max_age_once_planned_is_void(config, runtime, scene):
+    ctl = Controller(config, runtime)
+    ctl.set_goal(ctl.goal_from_image(scene["goal_image"], "push"))
+    latent, _ = encode_frame(runtime, scene["frame"], scene["q"])
+    ctl.add_latent(0.0, latent)
+    ctl.add_joints(0.0, scene["names"], scene["q"])
+    d = ctl.tick(0.0)
+    limit = 2 * config.max_age
+    assert d.command is not None and ctl.late(d, limit) == ""
+    assert ctl.late(d, limit + 0.01).startswith("plan dropped: its latent was")
+    assert ctl.late(dataclasses.replace(d, command=None), 10 * limit) == ""  # a hold is never late
+
+
 def test_the_controller_rejects_a_model_of_other_joints_or_weights(config, runtime):
     with pytest.raises(ConfigError, match="differ from the model's"):
         Controller(ControllerConfig(**{**config.__dict__, "joint_names": ("a", "b", "c", "d")}), runtime)
