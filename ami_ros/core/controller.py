@@ -32,7 +32,7 @@ import numpy as np
 
 from ami_ros.config import ConfigError, ControllerConfig
 from ami_ros.core.buffers import JointStateBuffer, LatentHistory
-from ami_ros.core.energy import goal_energy
+from ami_ros.core.energy import energy_terms, weighted
 from ami_ros.core.goal_memory import Goal
 from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import FrameEncoder, encode_frame
@@ -40,8 +40,6 @@ from ami_ros.core.safety import SafetyFilter
 
 log = logging.getLogger(__name__)
 
-SCENE = (1.0, 0.0, 0.0)
-"""Energy weights of the scene check: the fine image-token term alone."""
 PLANNING = "planning"
 """`Decision.state` of a tick that commands; every other state is the reason for a hold."""
 
@@ -316,9 +314,8 @@ class Controller:
             if entry[0] - now > max_age:  # the clock jumped back (a sim reset): nothing is current
                 return f"{what} from the future ({entry[0] - now:.2f} s ahead: the clock jumped back?)"
         assert newest is not None
-        limits = self.model.joint_limits
-        self.energy = goal_energy(newest[1], goal.latent, goal.joints, limits, self.weights)
-        self.scene = goal_energy(newest[1], goal.latent, goal.joints, limits, SCENE)
+        terms = energy_terms(newest[1], goal.latent, goal.joints, self.model.joint_limits)
+        self.energy, self.scene = weighted(terms, self.weights), terms[0]  # scene: the fine-token term
         success, scene = self.config.success_energy, self.config.success_scene_mse
         if not self.reached and self.energy < success and self.scene < scene:
             self.reached = True

@@ -12,21 +12,16 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def goal_energy(
-    latent: np.ndarray,
-    goal_latent: np.ndarray,
-    goal_joints: np.ndarray,
-    joint_limits: np.ndarray,
-    weights: Sequence[float],
-) -> float:
-    """w0 * fine token MSE + w1 * 2x2-pooled token MSE + w2 * normalised joint MSE.
+def energy_terms(
+    latent: np.ndarray, goal_latent: np.ndarray, goal_joints: np.ndarray, joint_limits: np.ndarray
+) -> tuple[float, float, float]:
+    """The energy's three terms: fine token MSE, 2x2-pooled token MSE, normalised joint MSE.
 
     Args:
         latent, goal_latent: (G*G + 1, D), image tokens row-major over a G x G grid, then the
             proprio token whose first J entries are joints / joint_limits.
         goal_joints: (J,) rad.
         joint_limits: (J,) rad.
-        weights: (3,).
     """
     n, d = latent.shape[0] - 1, latent.shape[1]
     g = round(float(np.sqrt(n)))
@@ -37,5 +32,20 @@ def goal_energy(
     limits = np.asarray(joint_limits, np.float64)
     q = latent[-1, : len(limits)] * limits
     joints = float(np.mean(((q - np.asarray(goal_joints, np.float64)) / limits) ** 2))
-    w = [float(x) for x in weights]
-    return w[0] * fine + w[1] * coarse + w[2] * joints
+    return fine, coarse, joints
+
+
+def weighted(terms: Sequence[float], weights: Sequence[float]) -> float:
+    """w0 * fine + w1 * coarse + w2 * joints."""
+    return sum(float(w) * t for w, t in zip(weights, terms, strict=True))
+
+
+def goal_energy(
+    latent: np.ndarray,
+    goal_latent: np.ndarray,
+    goal_joints: np.ndarray,
+    joint_limits: np.ndarray,
+    weights: Sequence[float],
+) -> float:
+    """w0 * fine token MSE + w1 * 2x2-pooled token MSE + w2 * normalised joint MSE (`energy_terms`)."""
+    return weighted(energy_terms(latent, goal_latent, goal_joints, joint_limits), weights)
