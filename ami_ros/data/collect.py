@@ -18,9 +18,10 @@ recovers the action as command − joint_states at the same stamp.
 Exploration is biased towards contact with the block; each episode uses one policy:
 
 - `push` (`push_fraction`): scripted pushes. Pick a point in the block's workspace, push heading
-  from the block towards it; move (joint space, clipped deltas) to an IK solution behind the block
-  with the last link along the heading, then track the push line through the block with local IK
-  and waypoint noise; repeat from wherever the block ended up.
+  from the block towards it; move to an IK solution behind the block with the last link along the
+  heading, on straight joint-space segments checked not to touch the block (directly, or through
+  one via-point), then track the push line through the block with local IK and waypoint noise;
+  repeat from wherever the block ended up.
 - `random` (`random_fraction`): smooth random joint motion, an Ornstein–Uhlenbeck process on the
   per-step deltas, reflected at the joint limits.
 - `reach` (the rest): move to joint configurations drawn uniformly across the limits.
@@ -63,6 +64,9 @@ _APPROACH_OFFSET = 0.02  # extra distance behind the block where a push starts
 _REPLAN_DISTANCE = 0.015  # m the block may move during an approach before the push is re-planned
 _SETTLED = 0.05  # rad: a joint-space goal counts as reached within this
 _MAX_APPROACH_STEPS = 25
+_VIA_POINTS = 60  # random via-points tried when the direct approach would touch the block
+_CLEAR = 0.012  # m an approach keeps between the arm and the block
+_CHECK_STEP = 0.03  # rad between the poses an approach segment is checked at
 
 
 def _wrap(angle: float) -> float:
@@ -108,8 +112,10 @@ class PushPolicy:
 
     def __init__(self, sim: ArmSim, config: CollectConfig, rng: np.random.Generator) -> None:
         self.sim, self.config, self.rng = sim, config, rng
+        self.max_delta = sim.velocity_limits * config.control_period
         self._fallback = RandomPolicy(sim, config, rng)
         self._plan: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
+        self._route: list[np.ndarray] = []  # approach waypoints, q_pre last
         self._block = np.zeros(2)  # block position the plan was made for
         self._phase, self._steps, self._s, self._cooldown = "approach", 0, 0.0, 0
         self._q_cmd = np.zeros(len(sim.joint_names))
@@ -125,12 +131,14 @@ class PushPolicy:
         q_pre, start, direction, length = self._plan  # type: ignore[misc]
         self._steps += 1
         if self._phase == "approach":
+            if len(self._route) > 1 and np.max(np.abs(q - self._route[0])) < _SETTLED:
+                self._route.pop(0)  # via-point passed
             if np.max(np.abs(q - q_pre)) >= _SETTLED:
                 # Re-plan after a timeout or when the approach knocked the block away.
                 moved = np.linalg.norm(self.sim.state().block_pose[:2] - self._block) > _REPLAN_DISTANCE
                 if self._steps > _MAX_APPROACH_STEPS or moved:
                     self._plan = None
-                return q_pre
+                return straight_step(q, self._route[0], self.max_delta)
             self._phase, self._s, self._q_cmd = "push", 0.0, q_pre
         self._s += self.config.push_speed * self.config.control_period
         if self._s >= length:
@@ -142,7 +150,8 @@ class PushPolicy:
     def _new_push(self, q: np.ndarray) -> bool:
         """Plan a push of the block from its current pose; False if none is reachable."""
         lo_r, hi_r = self.sim.config.block_radius
-        block = self.sim.state().block_pose[:2]
+        pose = self.sim.state().block_pose
+        block = pose[:2]
         for attempt in range(12):
             if attempt % 2 == 0:
                 r, a = self.rng.uniform(lo_r, hi_r), self.rng.uniform(-1.2, 1.2)
@@ -159,12 +168,30 @@ class PushPolicy:
             solutions = [
                 s for s, err in (local_ik(self.sim, q0, start, heading, 30) for q0 in starts) if err < 3e-3
             ]
-            if solutions:
-                q_pre = min(solutions, key=lambda s: float(np.abs(s - q).sum()))
-                self._plan = (q_pre, start, direction, _APPROACH_OFFSET + distance)
-                self._phase, self._steps, self._block = "approach", 0, block.copy()
-                return True
+            for q_pre in sorted(solutions, key=lambda s: float(np.abs(s - q).sum())):
+                if (route := self._approach(q, q_pre, pose)) is not None:
+                    self._plan, self._route = (q_pre, start, direction, _APPROACH_OFFSET + distance), route
+                    self._phase, self._steps, self._block = "approach", 0, block.copy()
+                    return True
         return False
+
+    def _approach(self, q: np.ndarray, q_pre: np.ndarray, block: np.ndarray) -> list[np.ndarray] | None:
+        """Joint-space waypoints from `q` to `q_pre` whose straight segments keep clear of the block:
+        [q_pre], or [via-point, q_pre] with a random via-point; None when neither is found."""
+        if self.sim.touches_block(q_pre, block, _CLEAR / 2):
+            return None
+        if self._clear(q, q_pre, block):
+            return [q_pre]
+        for _ in range(_VIA_POINTS):
+            via = self.rng.uniform(0.9 * self.sim.lower, 0.9 * self.sim.upper)
+            if self._clear(q, via, block) and self._clear(via, q_pre, block):
+                return [via, q_pre]
+        return None
+
+    def _clear(self, a: np.ndarray, b: np.ndarray, block: np.ndarray) -> bool:
+        samples = 2 + int(np.max(np.abs(b - a)) / _CHECK_STEP)
+        points = (a + t * (b - a) for t in np.linspace(0.0, 1.0, samples))
+        return not any(self.sim.touches_block(p, block, _CLEAR) for p in points)
 
 
 class RandomPolicy:
@@ -209,6 +236,13 @@ _POLICY_CLASSES: dict[str, Callable[..., Callable[[np.ndarray], np.ndarray]]] = 
 def choose_policy(config: CollectConfig, rng: np.random.Generator) -> str:
     p = [config.push_fraction, config.random_fraction]
     return POLICIES[int(rng.choice(3, p=[*p, max(0.0, 1.0 - sum(p))]))]
+
+
+def straight_step(q: np.ndarray, target: np.ndarray, max_delta: np.ndarray) -> np.ndarray:
+    """One step from `q` towards `target` along the straight joint-space line: the whole delta
+    scaled down to the per-joint bound (clipping joints one by one would bend the path)."""
+    delta = target - q
+    return q + delta * min(1.0, float(np.min(max_delta / np.maximum(np.abs(delta), 1e-9))))
 
 
 def action_for(target: np.ndarray, q: np.ndarray, max_delta: np.ndarray) -> np.ndarray:

@@ -272,7 +272,7 @@ class ArmSim:
     def _sample_arm(self, rng: np.random.Generator, block: np.ndarray) -> np.ndarray:
         for _ in range(1000):
             q = rng.uniform(0.9 * self.lower, 0.9 * self.upper)
-            if self.forward_kinematics(q)[0] > _MIN_EE_X and not self._touches_block(q, block):
+            if self.forward_kinematics(q)[0] > _MIN_EE_X and not self.touches_block(q, block):
                 return q
         raise RuntimeError("could not sample an arm pose clear of the block")
 
@@ -294,12 +294,14 @@ class ArmSim:
             pusher = xy - (_BLOCK_HALF + _PUSHER_RADIUS + 0.005) * direction
             goal_block = self._block_pose(xy[0], xy[1], 2 * np.arctan2(block[6], block[3]))
             q = self.inverse_kinematics(pusher, yaw=heading, rng=rng)
-            if q is None or self._touches_block(q, goal_block):
+            if q is None or self.touches_block(q, goal_block):
                 continue
             return Goal("push", q, goal_block, self.forward_kinematics(q))
         raise RuntimeError("could not sample a reachable push goal")
 
-    def _touches_block(self, qpos: np.ndarray, block_pose: np.ndarray, margin: float = 0.01) -> bool:
+    def touches_block(self, qpos: np.ndarray, block_pose: np.ndarray, margin: float = 0.01) -> bool:
+        """Whether the arm at `qpos` comes within `margin` m of the block at `block_pose` (computed on
+        a scratch copy of the model: the simulation itself is not touched)."""
         d = self._scratch
         d.qpos[self._qadr] = qpos
         d.qpos[self._block_qadr : self._block_qadr + 7] = block_pose
