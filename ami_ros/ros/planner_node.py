@@ -121,11 +121,8 @@ class PlannerNode(ManagedNode):
 
     def _on_latent(self, msg: Image) -> None:
         try:
-            latent, stamp = (
-                conv.image_to_latent(msg, self.runtime.latent_shape),
-                conv.to_seconds(msg.header.stamp),
-            )
-            check_stamp(stamp, self._now())
+            latent = conv.image_to_latent(msg, self.runtime.latent_shape)
+            check_stamp(stamp := conv.to_seconds(msg.header.stamp), self._now())
         except ValueError as err:
             return self.fault(f"ami/latent ignored: {err}")
         self.controller.add_latent(stamp, latent)
