@@ -638,6 +638,36 @@ class SafetyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApproachConfig:
+    """Approach subgoals (`ami_ros.core.kinematics`): the planner first steers to poses set back
+    from the goal pose along the tool axis, then in along it, as a grasp is approached from a
+    pre-grasp pose (a push goal image shows the pusher behind the block it pushed). Off while
+    `urdf` is empty."""
+
+    urdf: str = ""
+    """The robot's URDF (absolute, or relative to the ami_ros Python package); empty: no subgoals."""
+    tip_link: str = "end_effector"
+    """The URDF link whose pose the goal's approach is set back from."""
+    tool_axis: tuple[float, ...] = (1.0, 0.0, 0.0)
+    """The approach direction in the tip link's frame."""
+    distance: float = 0.2
+    """How far (m) behind the goal pose the approach starts."""
+    waypoints: int = 4
+    """Subgoals evenly spaced up to `distance` behind the goal pose (the goal itself comes last)."""
+    tolerance: float = 0.08
+    """A subgoal is passed once every joint is within this (rad) of it."""
+    max_ik_error: float = 0.005
+    """Set-back poses the arm cannot reach within this (m) are left out."""
+
+    def __post_init__(self) -> None:
+        _require_finite(self)
+        if len(self.tool_axis) != 3 or not math.hypot(*self.tool_axis) > 0:
+            raise ConfigError(f"approach.tool_axis must be a non-zero 3-vector, got {self.tool_axis}")
+        if min(self.distance, self.tolerance, self.max_ik_error) <= 0 or self.waypoints < 1:
+            raise ConfigError("approach distance, tolerance and max_ik_error must be > 0, waypoints >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class ControllerConfig:
     """The control tick (`ami_ros.core.controller.Controller`) that planner_node and `ami-ros eval`
     both run: goal, latent history, plan, safety filter, goal-reached decision and hold reasons.
@@ -673,6 +703,8 @@ class ControllerConfig:
     """The sampling planner (its horizon is fixed by the model's rollout-cost graph)."""
     safety: SafetyConfig = dataclasses.field(default_factory=SafetyConfig)
     """The filter every command passes through."""
+    approach: ApproachConfig = dataclasses.field(default_factory=ApproachConfig)
+    """Subgoals along the tool axis before the goal pose (off without a URDF)."""
 
     def __post_init__(self) -> None:
         n = len(self.joint_names)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ami_ros.config import (
+    ApproachConfig,
     ControllerConfig,
     EncoderNodeConfig,
     PlannerConfig,
@@ -95,7 +96,12 @@ NODE_CONFIGS = {
     "predictor_node": (PredictorNodeConfig, {"runtime.": RuntimeConfig}),
     "planner_node": (
         (PlannerNodeConfig, ControllerConfig),
-        {"runtime.": RuntimeConfig, "planner.": PlannerConfig, "safety.": SafetyConfig},
+        {
+            "runtime.": RuntimeConfig,
+            "planner.": PlannerConfig,
+            "safety.": SafetyConfig,
+            "approach.": ApproachConfig,
+        },
     ),
 }
 

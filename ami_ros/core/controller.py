@@ -12,6 +12,8 @@ Inputs arrive whenever they come (goal, latents and joint states with their stam
    its threshold (hysteresis, so noise at a threshold does not toggle it); reached -> hold;
 3. otherwise `plan` (CEM / MPPI on the model's rollout cost from the latent history one control
    period apart), pass q + the first action through the safety filter, and command the result.
+   With `approach` subgoals (`core.kinematics`), the cost's goal joints are the next set-back
+   pose on the tool axis until the measured joints have passed it, then the goal's own.
 
 The planner's warm start is dropped on a goal change and when a hold begins; nothing of an old
 plan is ever executed on its own.
@@ -34,6 +36,7 @@ from ami_ros.config import ConfigError, ControllerConfig
 from ami_ros.core.buffers import JointStateBuffer, LatentHistory
 from ami_ros.core.energy import energy_terms, weighted
 from ami_ros.core.goal_memory import Goal
+from ami_ros.core.kinematics import Chain, approach_waypoints
 from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import FrameEncoder, encode_frame
 from ami_ros.core.safety import SafetyFilter
@@ -154,6 +157,9 @@ class Controller:
             raise ConfigError(
                 f"cost_weights: the model takes {len(model.cost_weights)} weights, got {len(self.weights)}"
             )
+        a = config.approach
+        self.chain = Chain(a.urdf, a.tip_link, config.joint_names) if a.urdf else None
+        self.subgoals: list[np.ndarray] = []  # approach poses (J,) still ahead, next first
         self._lock = threading.Lock()  # guards the inputs, set from other threads in a node
         self._latents = LatentHistory()
         self._joints = JointStateBuffer(config.joint_names)
@@ -236,12 +242,13 @@ class Controller:
         if changed:
             self.reached, self.steps, self.energy, self.scene = False, 0, float("nan"), float("nan")
             self.planner.reset()
+            self.subgoals = self._approach(goal)
         reason = self._hold_reason(now, enabled, goal, newest, joints)
         if reason is not None:
             return self._hold(reason, goal, newest)
         assert goal is not None and history is not None and joints is not None
         q = joints[1]
-        plan = self.plan(history[1], q, goal)
+        plan = self.plan(history[1], q, self._next_subgoal(q, goal))
         target, interventions = self.safety.filter(q, q + plan[0], self.config.control_period)
         with self._lock:
             if not self._enabled or self._goal is not goal or self._goal_changed:
@@ -279,6 +286,7 @@ class Controller:
             "success_scene_mse": str(self.config.success_scene_mse),
             "steps": str(self.steps),
             "reached": str(self.reached).lower(),
+            "subgoals_left": str(len(self.subgoals)),
             **recent("tick_ms", self.tick_ms),
         }
 
@@ -292,6 +300,21 @@ class Controller:
             lambda actions: self.model.rollout_cost(history, goal.latent, goal.joints, actions, self.weights),
             proposal,
         )
+
+    def _approach(self, goal: Goal | None) -> list[np.ndarray]:
+        if self.chain is None or goal is None:
+            return []
+        c = self.config
+        lower, upper = np.array(c.joint_lower), np.array(c.joint_upper)
+        return approach_waypoints(self.chain, goal.joints, c.approach, lower, upper)
+
+    def _next_subgoal(self, q: np.ndarray, goal: Goal) -> Goal:
+        """`goal` with the next approach pose as its joints (the subgoals the joints have passed
+        are dropped, each with the planner's warm start), or `goal` itself after the last."""
+        while self.subgoals and np.max(np.abs(q - self.subgoals[0])) < self.config.approach.tolerance:
+            self.subgoals.pop(0)
+            self.planner.reset()
+        return dataclasses.replace(goal, joints=self.subgoals[0]) if self.subgoals else goal
 
     def _hold_reason(
         self,
