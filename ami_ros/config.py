@@ -658,6 +658,9 @@ class ApproachConfig:
     """A subgoal is passed once every joint is within this (rad) of it."""
     max_ik_error: float = 0.005
     """Set-back poses the arm cannot reach within this (m) are left out."""
+    axis_weight: float = 0.1
+    """How much the set-back poses keep the tool pointing along the approach: metres of tip error
+    one radian of misalignment weighs in the IK (0: the tip's position only, for a round pusher)."""
 
     def __post_init__(self) -> None:
         _require_finite(self)
@@ -665,6 +668,8 @@ class ApproachConfig:
             raise ConfigError(f"approach.tool_axis must be a non-zero 3-vector, got {self.tool_axis}")
         if min(self.distance, self.tolerance, self.max_ik_error) <= 0 or self.waypoints < 1:
             raise ConfigError("approach distance, tolerance and max_ik_error must be > 0, waypoints >= 1")
+        if self.axis_weight < 0:
+            raise ConfigError(f"approach.axis_weight must be >= 0, got {self.axis_weight}")
 
 
 @dataclasses.dataclass(frozen=True)

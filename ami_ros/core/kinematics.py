@@ -20,7 +20,6 @@ import numpy as np
 from ami_ros.config import ApproachConfig, ConfigError
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # relative URDF paths are under the ami_ros package
-_AXIS_WEIGHT = 0.1  # m per rad of tool-axis misalignment in the IK error (as the sim's IK weighs yaw)
 
 
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -111,10 +110,12 @@ class Chain:
         tool_axis: np.ndarray,
         lower: np.ndarray,
         upper: np.ndarray,
+        axis_weight: float = 0.1,
         iterations: int = 30,
     ) -> tuple[np.ndarray, float]:
         """Joints near `q0` that put the tip at `position` with its `tool_axis` along `direction`
-        (damped least squares, finite-difference Jacobian, within [lower, upper]).
+        (damped least squares, finite-difference Jacobian, within [lower, upper]); `axis_weight`:
+        metres of position error that one radian of misalignment weighs (0: position only).
 
         Returns:
             The joint positions and the remaining position error (m).
@@ -123,7 +124,7 @@ class Chain:
 
         def error(q: np.ndarray) -> np.ndarray:
             t = self.forward(q)
-            return np.r_[position - t[:3, 3], _AXIS_WEIGHT * np.cross(t[:3, :3] @ tool_axis, direction)]
+            return np.r_[position - t[:3, 3], axis_weight * np.cross(t[:3, :3] @ tool_axis, direction)]
 
         for _ in range(iterations):
             e = error(q)
@@ -145,7 +146,7 @@ def approach_waypoints(
     tip, direction = goal[:3, 3], goal[:3, :3] @ axis
     out, q = [], np.asarray(goal_joints, float)
     for setback in np.linspace(0.0, config.distance, config.waypoints + 1)[1:]:
-        q, err = chain.solve(q, tip - setback * direction, direction, axis, lower, upper)
+        q, err = chain.solve(q, tip - setback * direction, direction, axis, lower, upper, config.axis_weight)
         if err > config.max_ik_error:
             break
         out.append(q.astype(np.float32))

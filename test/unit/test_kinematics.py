@@ -61,6 +61,21 @@ def test_approach_waypoints_lie_on_the_tool_axis_behind_the_goal_farthest_first(
     assert max(counts) == 4 and min(counts) < 4, counts
 
 
+def test_a_position_only_approach_reaches_further_along_the_axis(sim, chain):
+    aligned, free = ApproachConfig(), ApproachConfig(axis_weight=0.0)
+    counts = {0.1: 0, 0.0: 0}
+    for seed in range(300_000, 300_010):
+        sim.reset(seed, "push")
+        goal = chain.forward(sim.goal.arm_qpos)
+        tip, axis = goal[:3, 3], goal[:3, :3] @ X
+        counts[0.1] += len(approach_waypoints(chain, sim.goal.arm_qpos, aligned, sim.lower, sim.upper))
+        ways = approach_waypoints(chain, sim.goal.arm_qpos, free, sim.lower, sim.upper)
+        counts[0.0] += len(ways)
+        for k, q in enumerate(reversed(ways), start=1):  # the tip still on the axis, any orientation
+            np.testing.assert_allclose(chain.forward(q)[:3, 3], tip - 0.05 * k * axis, atol=free.max_ik_error)
+    assert counts[0.0] > counts[0.1] + 5, counts
+
+
 def test_a_urdf_that_does_not_match_the_joints_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="'gripper' is not a link"):
         Chain(URDF_PATH, "gripper", JOINTS)
