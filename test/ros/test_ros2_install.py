@@ -68,6 +68,10 @@ class Launch:
             self.popen.send_signal(signal.SIGINT)
         try:
             return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:  # show what still runs, and in which kernel wait
+            ps = ["ps", "-o", "pid,stat,wchan:24,etime,cmd", "-g", str(self.popen.pid)]
+            print(subprocess.run(ps, capture_output=True, text=True).stdout, flush=True)
+            raise
         finally:
             deadline = time.monotonic() + 10.0
             while self.processes() and time.monotonic() < deadline:
