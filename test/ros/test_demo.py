@@ -28,8 +28,9 @@ def test_demo_runs_the_stack_and_writes_its_run_folder(tmp_path):
     assert summary["episodes_completed"] == 4
     assert {ep["stack"] for ep in summary["episodes"]} == {"separate", "one_process"}
     for stack, figures in summary["latency_by_stack"].items():
-        # planning ticks with a measured latency; the first ticks of an episode may have none yet
-        assert figures["ticks"] >= 5, (stack, figures)
+        # planning ticks with a measured latency (a loaded 2-core machine gave the one-process stack
+        # only 4 in two 4 s episodes: how many is for the benchmarks, that there are any for this test)
+        assert figures["ticks"] >= 1, (stack, figures)
         assert 0 < figures["stamp_to_command_ms_p50"] <= figures["stamp_to_command_ms_p99"]
     assert set(summary["success_rate"]) == {"reach", "push"}
     for episode in summary["episodes"]:
