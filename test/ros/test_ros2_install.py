@@ -187,7 +187,7 @@ def test_sim_launch_reaches_its_goal_and_stops_cleanly_on_ctrl_c(ros2_install, r
         assert distance < SUCCESS_M, f"planner says reached; the sim says {distance:.3f} m"
         # Ctrl-C as a terminal sends it, to the whole process group: a SIGINT to ros2 launch alone
         # sometimes waits for the next output of a node (ros2/launch#473), and a node holding at
-        # its goal prints nothing; 2 of 5 full test runs timed out here that way
+        # its goal prints nothing; 3 of 5 runs of the ROS tests timed out here that way
         stop_cleanly(launch, nodes=4, terminal=True)
     finally:
         launch.kill()
