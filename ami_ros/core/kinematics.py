@@ -97,8 +97,7 @@ class Chain:
                 move = np.eye(4)
                 move[:3, :3] = _rotation(j.axis, float(q[j.index]))
                 t = t @ move
-            elif j.kind == "prismatic":
-                t = t.copy()
+            elif j.kind == "prismatic":  # t is this loop's own product: safe to update in place
                 t[:3, 3] += t[:3, :3] @ j.axis * float(q[j.index])
         return t
 
@@ -110,7 +109,7 @@ class Chain:
         tool_axis: np.ndarray,
         lower: np.ndarray,
         upper: np.ndarray,
-        axis_weight: float = 0.1,
+        axis_weight: float,
         iterations: int = 30,
     ) -> tuple[np.ndarray, float]:
         """Joints near `q0` that put the tip at `position` with its `tool_axis` along `direction`
@@ -121,6 +120,7 @@ class Chain:
             The joint positions and the remaining position error (m).
         """
         q, eps = np.array(q0, dtype=float), 1e-6
+        steps = eps * np.eye(len(q))  # one finite-difference step per joint
 
         def error(q: np.ndarray) -> np.ndarray:
             t = self.forward(q)
@@ -130,7 +130,7 @@ class Chain:
             e = error(q)
             if np.linalg.norm(e) < 5e-4:
                 break
-            jac = np.stack([(e - error(q + eps * np.eye(len(q))[i])) / eps for i in range(len(q))], 1)
+            jac = np.stack([(e - error(q + step)) / eps for step in steps], 1)
             q = np.clip(q + jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), e), lower, upper)
         return q, float(np.linalg.norm(position - self.forward(q)[:3, 3]))
 
