@@ -661,6 +661,16 @@ class ApproachConfig:
     axis_weight: float = 0.1
     """How much the set-back poses keep the tool pointing along the approach: metres of tip error
     one radian of misalignment weighs in the IK (0: the tip's position only, for a round pusher)."""
+    clearance: float = 0.0
+    """On the way to the first approach pose the arm's links keep this far (m) off the approach
+    line in front of it, where a pushed object started: a route through joint space is planned
+    once per goal (0: straight to the first approach pose)."""
+    lookahead: int = 2
+    """The planner steers for the subgoal this many ahead of the next (the goal once fewer are
+    left), so it keeps moving through the subgoals rather than stopping at each."""
+    route_spacing: float = 1.0
+    """The route's subgoals are at most this many control periods apart, at the model's action
+    limits."""
 
     def __post_init__(self) -> None:
         _require_finite(self)
@@ -668,8 +678,14 @@ class ApproachConfig:
             raise ConfigError(f"approach.tool_axis must be a non-zero 3-vector, got {self.tool_axis}")
         if min(self.distance, self.tolerance, self.max_ik_error) <= 0 or self.waypoints < 1:
             raise ConfigError("approach distance, tolerance and max_ik_error must be > 0, waypoints >= 1")
-        if self.axis_weight < 0:
-            raise ConfigError(f"approach.axis_weight must be >= 0, got {self.axis_weight}")
+        if self.axis_weight < 0 or self.clearance < 0:
+            raise ConfigError(
+                f"approach.axis_weight and clearance must be >= 0, got {self.axis_weight}, {self.clearance}"
+            )
+        if self.route_spacing <= 0 or self.lookahead < 0:
+            raise ConfigError(
+                f"approach: need route_spacing > 0, lookahead >= 0: {self.route_spacing}, {self.lookahead}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ami_ros.config import ConfigError, ControllerConfig
 from ami_ros.core.buffers import JointStateBuffer, LatentHistory
 from ami_ros.core.energy import energy_terms, weighted
 from ami_ros.core.goal_memory import Goal
-from ami_ros.core.kinematics import Chain, approach_waypoints
+from ami_ros.core.kinematics import Chain, approach_route, approach_waypoints
 from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import FrameEncoder, encode_frame
 from ami_ros.core.safety import SafetyFilter
@@ -160,6 +160,8 @@ class Controller:
         a = config.approach
         self.chain = Chain(a.urdf, a.tip_link, config.joint_names) if a.urdf else None
         self.subgoals: list[np.ndarray] = []  # approach poses (J,) still ahead, next first
+        self._route_pending, self._route_left = False, 0  # the route's subgoals lead the list
+        self._route_rng = np.random.default_rng(planner.seed)
         self._lock = threading.Lock()  # guards the inputs, set from other threads in a node
         self._latents = LatentHistory()
         self._joints = JointStateBuffer(config.joint_names)
@@ -242,12 +244,14 @@ class Controller:
         if changed:
             self.reached, self.steps, self.energy, self.scene = False, 0, float("nan"), float("nan")
             self.planner.reset()
-            self.subgoals = self._approach(goal)
+            self.subgoals, self._route_pending = [], True
         reason = self._hold_reason(now, enabled, goal, newest, joints)
         if reason is not None:
             return self._hold(reason, goal, newest)
         assert goal is not None and history is not None and joints is not None
         q = joints[1]
+        if self._route_pending:  # the approach needs the joints it starts from
+            self.subgoals, self._route_pending = self._approach(goal, q), False
         plan = self.plan(history[1], q, self._next_subgoal(q, goal))
         target, interventions = self.safety.filter(q, q + plan[0], self.config.control_period)
         with self._lock:
@@ -301,20 +305,36 @@ class Controller:
             proposal,
         )
 
-    def _approach(self, goal: Goal | None) -> list[np.ndarray]:
-        if self.chain is None or goal is None:
+    def _approach(self, goal: Goal, q: np.ndarray) -> list[np.ndarray]:
+        """The approach subgoals from joints `q` to `goal` (none without a URDF)."""
+        if self.chain is None:
             return []
         c = self.config
         lower, upper = np.array(c.joint_lower), np.array(c.joint_upper)
-        return approach_waypoints(self.chain, goal.joints, c.approach, lower, upper)
+        poses = approach_waypoints(self.chain, goal.joints, c.approach, lower, upper)
+        speed = np.asarray(self.model.action_limits, float)
+        rng = self._route_rng
+        way = approach_route(self.chain, q, poses, goal.joints, c.approach, lower, upper, speed, rng)
+        self._route_left = len(way)
+        return way + poses
 
     def _next_subgoal(self, q: np.ndarray, goal: Goal) -> Goal:
-        """`goal` with the next approach pose as its joints (the subgoals the joints have passed
-        are dropped, each with the planner's warm start), or `goal` itself after the last."""
-        while self.subgoals and np.max(np.abs(q - self.subgoals[0])) < self.config.approach.tolerance:
-            self.subgoals.pop(0)
+        """`goal` with the next subgoal's joints, or `goal` itself after the last. On the route the
+        planner steers for the point `lookahead` ahead (at most the first approach pose), so it
+        keeps moving rather than stopping at each; the approach poses it takes in turn. Subgoals up
+        to the farthest of those within `tolerance` of the joints `q` are dropped, each time with
+        the planner's warm start."""
+        a = self.config.approach
+        ahead = min(a.lookahead, self._route_left)
+        passed = [i for i, s in enumerate(self.subgoals[: ahead + 1]) if np.max(np.abs(q - s)) < a.tolerance]
+        if passed:
+            del self.subgoals[: passed[-1] + 1]
+            self._route_left = max(self._route_left - passed[-1] - 1, 0)
             self.planner.reset()
-        return dataclasses.replace(goal, joints=self.subgoals[0]) if self.subgoals else goal
+            ahead = min(a.lookahead, self._route_left)
+        if not self.subgoals:
+            return goal
+        return dataclasses.replace(goal, joints=self.subgoals[min(ahead, len(self.subgoals) - 1)])
 
     def _hold_reason(
         self,

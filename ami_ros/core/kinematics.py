@@ -10,8 +10,9 @@ goal pose itself. The same subgoals serve every goal image; for a reach they are
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,24 @@ class Chain:
                 t[:3, 3] += t[:3, :3] @ j.axis * float(q[j.index])
         return t
 
+    def skeleton(self, q: np.ndarray) -> np.ndarray:
+        """(N, K, 3): the root, then the origin of each joint's child link, the last one the tip's,
+        at each of the joint positions `q` (N, J); consecutive points are the links as segments."""
+        q = np.atleast_2d(np.asarray(q, dtype=float))
+        rot, pos = np.broadcast_to(np.eye(3), (len(q), 3, 3)), np.zeros((len(q), 3))
+        points = [pos]
+        for j in self.joints:
+            pos, rot = pos + rot @ j.origin[:3, 3], rot @ j.origin[:3, :3]
+            if j.kind in ("revolute", "continuous"):
+                x, y, z = j.axis
+                k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+                a = q[:, j.index, None, None]
+                rot = rot + np.sin(a) * (rot @ k) + (1.0 - np.cos(a)) * (rot @ (k @ k))
+            elif j.kind == "prismatic":
+                pos = pos + (rot @ j.axis) * q[:, j.index, None]
+            points.append(pos)
+        return np.stack(points, 1)
+
     def solve(
         self,
         q0: np.ndarray,
@@ -151,3 +170,138 @@ def approach_waypoints(
             break
         out.append(q.astype(np.float32))
     return out[::-1]
+
+
+def _segment_distance(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
+    """Shortest distance between segments p0-p1 and q0-q1 ((..., 3) each, broadcast; q0 != q1)."""
+    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
+    a, e = (d1 * d1).sum(-1), (d2 * d2).sum(-1)
+    b, c, f = (d1 * d2).sum(-1), (d1 * r).sum(-1), (d2 * r).sum(-1)
+    denom = a * e - b * b
+    s = np.where(denom > 1e-12, np.clip((b * f - c * e) / np.maximum(denom, 1e-12), 0.0, 1.0), 0.0)
+    t = (b * s + f) / e
+    a = np.maximum(a, 1e-12)  # a zero-length p segment: any s is its one point
+    s = np.where(t < 0, np.clip(-c / a, 0.0, 1.0), np.where(t > 1, np.clip((b - c) / a, 0.0, 1.0), s))
+    t = np.clip(t, 0.0, 1.0)
+    return np.linalg.norm(p0 + d1 * s[..., None] - q0 - d2 * t[..., None], axis=-1)
+
+
+def clearance(chain: Chain, q: np.ndarray, line: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(N,): how far the arm's links at joint positions `q` (N, J) keep from the segment `line`."""
+    points = chain.skeleton(q)
+    return _segment_distance(points[:, :-1], points[:, 1:], line[0], line[1]).min(axis=1)
+
+
+def route(
+    free: Callable[[np.ndarray], np.ndarray],
+    start: np.ndarray,
+    end: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    rng: np.random.Generator,
+    step: float = 4.0,
+    resolution: float = 0.3,
+    iterations: int = 400,
+    shortcuts: int = 60,
+) -> list[np.ndarray] | None:
+    """A path from `start` to `end` on which `free` ((N, J) -> (N,) bool) holds, checked every
+    `resolution` on each coordinate (RRT-connect with steps of `step`, then `shortcuts` random
+    shortcuts); None when none was found within `iterations`."""
+
+    def clear(a: np.ndarray, b: np.ndarray) -> bool:
+        n = max(int(np.ceil(np.max(np.abs(b - a)) / resolution)), 1)
+        return bool(free(a + np.linspace(0.0, 1.0, n + 1)[1:, None] * (b - a)).all())
+
+    def toward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        gap = np.linalg.norm(b - a)
+        return b if gap <= step else a + (b - a) * step / gap
+
+    trees = [([start], [-1]), ([end], [-1])]
+    path = None
+    for i in range(iterations):
+        grow, other = trees[i % 2], trees[1 - i % 2]
+        sample = rng.uniform(lower, upper)
+        near = int(np.argmin(np.linalg.norm(np.array(grow[0]) - sample, axis=1)))
+        new = toward(grow[0][near], sample)
+        if not clear(grow[0][near], new):
+            continue
+        grow[0].append(new), grow[1].append(near)
+        k = int(np.argmin(np.linalg.norm(np.array(other[0]) - new, axis=1)))
+        while True:  # the other tree reaches for the new node
+            nxt = toward(other[0][k], new)
+            if not clear(other[0][k], nxt):
+                break
+            other[0].append(nxt), other[1].append(k)
+            k = len(other[0]) - 1
+            if np.array_equal(nxt, new):
+                halves = [_branch(grow, len(grow[0]) - 1), _branch(other, k)]
+                if i % 2:  # the end's tree grew this node
+                    halves.reverse()
+                path = halves[0][::-1] + halves[1][1:]
+                break
+        if path is not None:
+            break
+    if path is None:
+        return None
+    for _ in range(shortcuts):  # between random points of the path, not only its nodes
+        lengths = np.r_[0.0, np.cumsum([np.linalg.norm(b - a) for a, b in itertools.pairwise(path)])]
+        u, v = np.sort(rng.uniform(0.0, lengths[-1], 2))
+        i, j = np.searchsorted(lengths, [u, v], side="right") - 1
+        if i == j:
+            continue
+        a = path[i] + (path[i + 1] - path[i]) * (u - lengths[i]) / (lengths[i + 1] - lengths[i])
+        b = path[j] + (path[j + 1] - path[j]) * (v - lengths[j]) / (lengths[j + 1] - lengths[j])
+        if clear(a, b):
+            path = [*path[: i + 1], a, b, *path[j + 1 :]]
+    return path
+
+
+def _branch(tree: tuple[list[np.ndarray], list[int]], k: int) -> list[np.ndarray]:
+    """The nodes from node `k` back to the tree's root."""
+    nodes = []
+    while k >= 0:
+        nodes.append(tree[0][k])
+        k = tree[1][k]
+    return nodes
+
+
+def approach_route(
+    chain: Chain,
+    start: np.ndarray,
+    waypoints: list[np.ndarray],
+    goal_joints: np.ndarray,
+    config: ApproachConfig,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    speed: np.ndarray,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Joint positions from `start` to the first approach pose whose links keep `config.clearance`
+    m off the approach line in front of it (from the goal's tip to 1.25 x `clearance` short of the
+    first pose's tip: where a pushed object started), at most `config.route_spacing` control periods
+    apart at `speed` (J,) rad per period; [] when no route was found (the approach goes straight)."""
+    if not waypoints or config.clearance <= 0:
+        return []
+    tip = chain.forward(goal_joints)[:3, 3]
+    first = chain.forward(waypoints[0])[:3, 3]
+    back = first - tip
+    span = float(np.linalg.norm(back))
+    if span <= 1.25 * config.clearance:
+        return []
+    line = (tip, tip + back * (span - 1.25 * config.clearance) / span)
+    # the line is only where the object may be: an arm already closer to it than that, or a first
+    # approach pose closer to it, may come as close on the way
+    ends = np.asarray([start, waypoints[0]], float)
+    needed = min(config.clearance, 0.9 * float(clearance(chain, ends, line).min()))
+
+    def free(u: np.ndarray) -> np.ndarray:  # in control periods at full speed, as the route is
+        return clearance(chain, u * speed, line) > needed
+
+    path = route(free, ends[0] / speed, ends[1] / speed, lower / speed, upper / speed, rng)
+    if path is None:
+        return []
+    nodes = np.array(path)
+    at = np.r_[0.0, np.cumsum(np.abs(np.diff(nodes, axis=0)).max(axis=1))]  # periods along the route
+    n = int(np.ceil(at[-1] / config.route_spacing))
+    out = [np.interp(np.linspace(0.0, at[-1], n + 1)[1:-1], at, nodes[:, j]) for j in range(nodes.shape[1])]
+    return list((np.stack(out, 1) * speed).astype(np.float32))  # the first approach pose follows

@@ -1,6 +1,7 @@
 """Kinematics from the robot's URDF (core.kinematics) and the controller's approach subgoals."""
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,14 @@ from ami_ros.config import (
 )
 from ami_ros.core.controller import PLANNING, Controller
 from ami_ros.core.goal_memory import Goal
-from ami_ros.core.kinematics import Chain, approach_waypoints
+from ami_ros.core.kinematics import (
+    Chain,
+    _segment_distance,
+    approach_route,
+    approach_waypoints,
+    clearance,
+    route,
+)
 from ami_ros.core.preprocess import encode_frame
 from ami_ros.runtime import default_model_dir, load_model
 from ami_ros.sim import URDF_PATH, ArmSim
@@ -42,6 +50,81 @@ def test_the_urdf_chain_puts_the_end_effector_where_mujoco_does(sim, chain):
         np.testing.assert_allclose(chain.forward(q)[:3, 3], sim.forward_kinematics(q), atol=1e-9)
     relative = Chain("sim/assets/tabletop_arm.urdf", "end_effector", JOINTS)  # the robot config's form
     np.testing.assert_allclose(relative.forward(np.ones(4)), chain.forward(np.ones(4)))
+
+
+def dense(path, n):
+    """`n` points on each segment of `path`."""
+    return np.concatenate([a + np.linspace(0, 1, n)[:, None] * (b - a) for a, b in itertools.pairwise(path)])
+
+
+def test_the_skeleton_joins_the_joint_origins_and_the_tip(sim, chain):
+    qs = np.random.default_rng(1).uniform(sim.lower, sim.upper, (50, 4))
+    points = chain.skeleton(qs)  # world, base_link, link1 ... link4, end_effector
+    assert points.shape == (50, 7, 3)
+    for k in range(1, 5):  # link k's origin is joint k's, at the end of link k - 1
+        upto = Chain(URDF_PATH, f"link{k}", JOINTS[:k])
+        np.testing.assert_allclose(points[:, k + 1], [upto.forward(q[:k])[:3, 3] for q in qs], atol=1e-12)
+    np.testing.assert_allclose(points[:, -1], [sim.forward_kinematics(q) for q in qs], atol=1e-9)
+
+
+def test_segment_distance_is_the_closest_approach_of_two_segments():
+    rng = np.random.default_rng(2)
+    p0, p1, q0, q1 = rng.uniform(-1, 1, (4, 200, 3))
+    p1[:20] = p0[:20]  # some segments are points
+    got = _segment_distance(p0, p1, q0, q1)
+    s = np.linspace(0, 1, 401)
+    a = p0[:, None, :] + s[None, :, None] * (p1 - p0)[:, None, :]  # (200, 401, 3)
+    b = q0[:, None, :] + s[None, :, None] * (q1 - q0)[:, None, :]
+    brute = np.linalg.norm(a[:, :, None] - b[:, None, :], axis=-1).min(axis=(1, 2))
+    assert np.all(got <= brute + 1e-12) and np.all(brute - got < 5e-3)
+
+
+def test_route_goes_round_an_obstacle_and_keeps_clear_all_the_way():
+    def free(q):  # a wall at x = 0 with a gap above y = 0.6
+        return (np.abs(q[:, 0]) > 0.1) | (q[:, 1] > 0.6)
+
+    start, end = np.array([-0.8, -0.8]), np.array([0.8, -0.8])
+    box = -np.ones(2), np.ones(2)
+    path = route(free, start, end, *box, np.random.default_rng(0), step=0.3, resolution=0.02)
+    assert path is not None
+    np.testing.assert_array_equal(path[0], start)
+    np.testing.assert_array_equal(path[-1], end)
+    points = dense(path, 200)
+    assert free(points).all() and points[:, 1].max() > 0.6
+    wall = route(lambda q: np.abs(q[:, 0]) > 0.1, start, end, *box, np.random.default_rng(0), resolution=0.02)
+    assert wall is None  # no gap: no route
+
+
+def test_the_approach_route_keeps_the_arm_off_the_line_where_the_block_started(sim, chain):
+    """On push seeds whose straight way to the first approach pose sweeps through the block (sim
+    ground truth, to judge the route only), the route keeps every link as clear of the approach
+    line as its two ends allow, and where those allow the full clearance it does not touch the
+    block."""
+    cfg = ApproachConfig(axis_weight=0.0, clearance=0.06)
+    speed = np.array([0.15, 0.2, 0.25, 0.3])
+    routed, clear_of_block = 0, 0
+    for seed in range(300_000, 300_012):
+        sim.reset(seed, "push")
+        start, block, goal = sim.state().qpos, sim.state().block_pose, sim.goal.arm_qpos
+        poses = approach_waypoints(chain, goal, cfg, sim.lower, sim.upper)
+        straight = start + np.linspace(0, 1, 50)[:, None] * (poses[0] - start)
+        if len(poses) < 4 or not any(sim.touches_block(q, block, margin=0.0) for q in straight):
+            continue
+        rng = np.random.default_rng(0)
+        way = approach_route(chain, start, poses, goal, cfg, sim.lower, sim.upper, speed, rng)
+        assert way, seed
+        path = np.array([start, *way, poses[0]])
+        assert np.all(np.abs(np.diff(path, axis=0)) <= speed * cfg.route_spacing + 1e-6)
+        points = dense(path, 10)
+        tip, first = chain.forward(goal)[:3, 3], chain.forward(poses[0])[:3, 3]
+        line = (tip, tip + (first - tip) * (1 - 1.25 * cfg.clearance / np.linalg.norm(first - tip)))
+        ends = clearance(chain, path[[0, -1]], line).min()
+        assert clearance(chain, points, line).min() >= min(cfg.clearance, 0.9 * ends) - 0.01, seed
+        routed += 1
+        if ends >= cfg.clearance:
+            assert not any(sim.touches_block(q, block, margin=0.0) for q in points), seed
+            clear_of_block += 1
+    assert routed >= 3 and clear_of_block >= 2, (routed, clear_of_block)
 
 
 def test_approach_waypoints_lie_on_the_tool_axis_behind_the_goal_farthest_first(sim, chain):
@@ -132,3 +215,37 @@ def test_the_controller_plans_through_the_subgoals_then_to_the_goal(sim, chain):
     ctl.set_goal(Goal("again", goal.latent, goal.joints))  # a new goal restarts the approach
     ctl.tick(now)
     assert len(ctl.subgoals) == len(expected)
+
+
+def test_the_controller_steers_ahead_along_the_route_then_takes_each_approach_pose_in_turn(sim):
+    config = from_params(ControllerConfig, load_ros_params(ROBOT, "planner_node"))
+    approach = dataclasses.replace(
+        config.approach, urdf="sim/assets/tabletop_arm.urdf", axis_weight=0.0, clearance=0.06, lookahead=2
+    )
+    config = dataclasses.replace(config, approach=approach)
+    spy = CostSpy(load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",)))
+    sim.reset(300_000, "push")
+    ctl = Controller(config, spy)
+    ctl.set_goal(ctl.goal_from_image(sim.render_goal(), "push"))
+    latent, _ = encode_frame(spy, sim.render(), sim.state().qpos)
+    now = 0.0
+
+    def tick(q):
+        nonlocal now
+        ctl.add_latent(now, latent)
+        ctl.add_joints(now, sim.joint_names, q)
+        spy.goal_joints.clear()
+        assert ctl.tick(now).state == PLANNING
+        now += 0.1
+        return spy.goal_joints[-1]
+
+    target = tick(sim.state().qpos)
+    route, poses = ctl.subgoals[: ctl._route_left], ctl.subgoals[ctl._route_left :]
+    assert len(route) > 3 and len(poses) == 4
+    np.testing.assert_allclose(target, route[2])  # two ahead of the next
+    for i in range(len(route)):  # the joints on each route point in turn
+        want = route[i + 3] if i + 3 < len(route) else poses[0]  # never past the first approach pose
+        np.testing.assert_allclose(tick(route[i]), want)
+    for i in range(4):  # then each approach pose in turn, the goal last
+        np.testing.assert_allclose(tick(poses[i]), poses[i + 1] if i < 3 else ctl.goal.joints)
+    assert ctl.status()["subgoals_left"] == "0"
