@@ -277,9 +277,11 @@ def main(args: list[str] | None = None) -> NoReturn:
 
     The process ends without tearing its EGL context down: with Mesa's software renderer
     (llvmpipe), destroying the context after a clean ROS shutdown segfaulted in about 1 of 10 test
-    runs (in eglDestroyContext, seen with faulthandler). The OS frees it; nothing else is pending.
+    runs (in eglDestroyContext, seen with faulthandler). The OS frees it; nothing else is pending,
+    so a ROS teardown that takes over 4 s (launch sends SIGTERM after 5) is cut short, with the
+    stacks printed (exit code 1).
     """
-    code = spin_node(SimNode, "sim_node", args)
+    code = spin_node(SimNode, "sim_node", args, teardown_s=4.0)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -26,17 +27,25 @@ POLL_S = 0.1
 
 
 def spin_node(
-    make_node: Callable[[], Node], name: str, args: list[str] | None = None, threads: int = 1
+    make_node: Callable[[], Node],
+    name: str,
+    args: list[str] | None = None,
+    threads: int = 1,
+    teardown_s: float | None = None,
 ) -> int:
     """Run the node `make_node()` builds until Ctrl-C, SIGTERM or shutdown; returns the exit code.
 
     See `spin_nodes`, which this calls with one node.
     """
-    return spin_nodes([make_node], name, args, threads)
+    return spin_nodes([make_node], name, args, threads, teardown_s)
 
 
 def spin_nodes(
-    makers: Sequence[Callable[[], Node]], name: str, args: list[str] | None = None, threads: int = 1
+    makers: Sequence[Callable[[], Node]],
+    name: str,
+    args: list[str] | None = None,
+    threads: int = 1,
+    teardown_s: float | None = None,
 ) -> int:
     """Run the nodes `makers` build in one executor until Ctrl-C, SIGTERM or shutdown.
 
@@ -48,7 +57,10 @@ def spin_nodes(
     spinning (a failed configure is an invalid configuration), and shut down (resources released)
     on exit. Every node's `close()`, if it has one, runs on every exit path (a recorder must
     finish its file). `threads` > 1 spins a MultiThreadedExecutor, for nodes whose callback
-    groups let inputs arrive during a long callback.
+    groups let inputs arrive during a long callback. With `teardown_s`, a shutdown that takes
+    longer than that ends the process with exit code 1 after printing every thread's stack to
+    stderr (Python's faulthandler, whose watchdog thread needs no interpreter lock): a node with
+    nothing to save stops promptly even if the middleware's teardown hangs, and says where.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
@@ -71,6 +83,8 @@ def spin_nodes(
     except ExternalShutdownException:
         pass
     finally:
+        if teardown_s is not None:
+            faulthandler.dump_traceback_later(teardown_s, exit=True)
         executor.shutdown(timeout_sec=5.0)  # let a running callback finish before the nodes go
         _retrieve_failed_callbacks(executor)
         for node in reversed(nodes):
@@ -82,6 +96,7 @@ def spin_nodes(
         # Ignored signals are left alone; the process is on its way out.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        faulthandler.cancel_dump_traceback_later()
     return code
 
 
