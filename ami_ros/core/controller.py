@@ -329,8 +329,9 @@ class Controller:
         passed = [i for i, s in enumerate(self.subgoals[: ahead + 1]) if np.max(np.abs(q - s)) < a.tolerance]
         if passed:
             del self.subgoals[: passed[-1] + 1]
+            if passed[-1] >= self._route_left:  # past an approach pose: the plan turns there
+                self.planner.reset()
             self._route_left = max(self._route_left - passed[-1] - 1, 0)
-            self.planner.reset()
             ahead = min(a.lookahead, self._route_left)
         if not self.subgoals:
             return goal
