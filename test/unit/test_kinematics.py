@@ -171,6 +171,10 @@ def test_a_urdf_that_does_not_match_the_joints_is_refused(tmp_path):
         Chain(tmp_path / "missing.urdf", "end_effector", JOINTS)
     with pytest.raises(ConfigError, match="tool_axis"):
         ApproachConfig(tool_axis=(0.0, 0.0, 0.0))
+    with pytest.raises(ConfigError, match="clearance must be >= 0"):
+        ApproachConfig(clearance=-0.01)
+    with pytest.raises(ConfigError, match="lookahead >= 0"):
+        ApproachConfig(lookahead=-1)
 
 
 class CostSpy:
