@@ -666,8 +666,8 @@ class ApproachConfig:
     line in front of it, where a pushed object started: a route through joint space is planned
     once per goal (0: straight to the first approach pose)."""
     lookahead: int = 2
-    """The planner steers for the subgoal this many ahead of the next (the goal once fewer are
-    left), so it keeps moving through the subgoals rather than stopping at each."""
+    """On the route the planner steers for the point this many ahead of the next one (never past
+    the first approach pose), so it keeps moving rather than stopping at each."""
     route_spacing: float = 1.0
     """The route's subgoals are at most this many control periods apart, at the model's action
     limits."""

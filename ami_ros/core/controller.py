@@ -13,10 +13,12 @@ Inputs arrive whenever they come (goal, latents and joint states with their stam
 3. otherwise `plan` (CEM / MPPI on the model's rollout cost from the latent history one control
    period apart), pass q + the first action through the safety filter, and command the result.
    With `approach` subgoals (`core.kinematics`), the cost's goal joints are the next set-back
-   pose on the tool axis until the measured joints have passed it, then the goal's own.
+   pose on the tool axis until the measured joints have passed it, then the goal's own; with an
+   approach route, first the route's point `lookahead` ahead, on the way to the first set-back
+   pose (planned on the first tick after a goal change, from the joints measured then).
 
-The planner's warm start is dropped on a goal change and when a hold begins; nothing of an old
-plan is ever executed on its own.
+The planner's warm start is dropped on a goal change, past each set-back pose and when a hold
+begins; nothing of an old plan is ever executed on its own.
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ class Controller:
         if changed:
             self.reached, self.steps, self.energy, self.scene = False, 0, float("nan"), float("nan")
             self.planner.reset()
-            self.subgoals, self._route_pending = [], True
+            self.subgoals, self._route_pending, self._route_left = [], True, 0
         reason = self._hold_reason(now, enabled, goal, newest, joints)
         if reason is not None:
             return self._hold(reason, goal, newest)

@@ -6,6 +6,11 @@ trailing face, pointing along the push: the block started behind it, on the tool
 grasp is approached from a pre-grasp pose, the controller first steers the joints to poses set
 back from the goal pose along the tool axis (farthest first) and then in along that axis to the
 goal pose itself. The same subgoals serve every goal image; for a reach they are a short detour.
+
+On the way to the first set-back pose the arm may sweep through the block it is to push, which lies
+on that axis somewhere between the goal's tip and the first pose. `approach_route` plans that way
+round it: a path through joint space (`route`, RRT-connect) on which every link of the chain
+(`Chain.skeleton`) keeps a clearance off that stretch of the axis.
 """
 
 from __future__ import annotations
