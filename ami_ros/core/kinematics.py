@@ -28,9 +28,15 @@ from ami_ros.config import ApproachConfig, ConfigError
 _PACKAGE = Path(__file__).resolve().parents[1]  # relative URDF paths are under the ami_ros package
 
 
+def _skew(axis: np.ndarray) -> np.ndarray:
+    """(3, 3) matrix of the cross product with `axis`."""
+    x, y, z = axis
+    return np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+
+
 def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
     """(3, 3) rotation by `angle` about the unit `axis` (Rodrigues)."""
-    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    k = _skew(axis)
     return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * k @ k
 
 
@@ -96,34 +102,30 @@ class Chain:
 
     def forward(self, q: np.ndarray) -> np.ndarray:
         """(4, 4) pose of the tip link in the root link's frame at joint positions `q` (J,)."""
+        _, rot, pos = self._walk(np.asarray(q, dtype=float)[None])
         t = np.eye(4)
-        for j in self.joints:
-            t = t @ j.origin
-            if j.kind in ("revolute", "continuous"):
-                move = np.eye(4)
-                move[:3, :3] = _rotation(j.axis, float(q[j.index]))
-                t = t @ move
-            elif j.kind == "prismatic":  # t is this loop's own product: safe to update in place
-                t[:3, 3] += t[:3, :3] @ j.axis * float(q[j.index])
+        t[:3, :3], t[:3, 3] = rot[0], pos[0]
         return t
 
     def skeleton(self, q: np.ndarray) -> np.ndarray:
         """(N, K, 3): the root, then the origin of each joint's child link, the last one the tip's,
         at each of the joint positions `q` (N, J); consecutive points are the links as segments."""
-        q = np.atleast_2d(np.asarray(q, dtype=float))
+        return np.stack(self._walk(np.atleast_2d(np.asarray(q, dtype=float)))[0], 1)
+
+    def _walk(self, q: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Down the chain at joint positions `q` (N, J): every link origin passed ((N, 3) each, the
+        root first), and the tip's rotation (N, 3, 3) and position (N, 3)."""
         rot, pos = np.broadcast_to(np.eye(3), (len(q), 3, 3)), np.zeros((len(q), 3))
         points = [pos]
         for j in self.joints:
             pos, rot = pos + rot @ j.origin[:3, 3], rot @ j.origin[:3, :3]
             if j.kind in ("revolute", "continuous"):
-                x, y, z = j.axis
-                k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-                a = q[:, j.index, None, None]
+                k, a = _skew(j.axis), q[:, j.index, None, None]
                 rot = rot + np.sin(a) * (rot @ k) + (1.0 - np.cos(a)) * (rot @ (k @ k))
             elif j.kind == "prismatic":
                 pos = pos + (rot @ j.axis) * q[:, j.index, None]
             points.append(pos)
-        return np.stack(points, 1)
+        return points, rot, pos
 
     def solve(
         self,
@@ -146,15 +148,15 @@ class Chain:
         q, eps = np.array(q0, dtype=float), 1e-6
         steps = eps * np.eye(len(q))  # one finite-difference step per joint
 
-        def error(q: np.ndarray) -> np.ndarray:
-            t = self.forward(q)
-            return np.r_[position - t[:3, 3], axis_weight * np.cross(t[:3, :3] @ tool_axis, direction)]
+        def errors(qs: np.ndarray) -> np.ndarray:  # (N, J) -> (N, 6), one walk down the chain
+            _, rot, pos = self._walk(qs)
+            return np.hstack([position - pos, axis_weight * np.cross(rot @ tool_axis, direction)])
 
         for _ in range(iterations):
-            e = error(q)
+            e, *moved = errors(np.vstack([q, q + steps]))  # here, and one step along each joint
             if np.linalg.norm(e) < 5e-4:
                 break
-            jac = np.stack([(e - error(q + step)) / eps for step in steps], 1)
+            jac = ((e - np.array(moved)) / eps).T
             q = np.clip(q + jac.T @ np.linalg.solve(jac @ jac.T + 1e-4 * np.eye(6), e), lower, upper)
         return q, float(np.linalg.norm(position - self.forward(q)[:3, 3]))
 
