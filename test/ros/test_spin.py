@@ -27,7 +27,7 @@ HANGS = textwrap.dedent(
 )
 
 
-def run_and_interrupt(teardown: float | None) -> tuple[int, str, float]:
+def run_and_interrupt(teardown: float) -> tuple[int, str, float]:
     proc = subprocess.Popen(
         [sys.executable, "-c", HANGS.format(teardown=teardown)],
         stdout=subprocess.PIPE,
