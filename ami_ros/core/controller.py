@@ -317,6 +317,8 @@ class Controller:
         speed = np.asarray(self.model.action_limits, float)
         rng = self._route_rng
         way = approach_route(self.chain, q, poses, goal.joints, c.approach, lower, upper, speed, rng)
+        if way is None:  # no way round, or one too long to be worth it: straight to the goal
+            return []
         self._route_left = len(way)
         return way + poses
 

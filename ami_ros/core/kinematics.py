@@ -282,11 +282,13 @@ def approach_route(
     upper: np.ndarray,
     speed: np.ndarray,
     rng: np.random.Generator,
-) -> list[np.ndarray]:
+) -> list[np.ndarray] | None:
     """Joint positions from `start` to the first approach pose whose links keep `config.clearance`
     m off the approach line in front of it (from the goal's tip to 1.25 x `clearance` short of the
     first pose's tip: where a pushed object started), at most `config.route_spacing` control periods
-    apart at `speed` (J,) rad per period; [] when no route was found (the approach goes straight)."""
+    apart at `speed` (J,) rad per period; [] when the first pose is too near the goal for a line
+    (the approach goes straight); None when no route was found in `route`'s iterations or it is
+    longer than `config.max_route` periods: no approach, straight to the goal."""
     if not waypoints or config.clearance <= 0:
         return []
     tip = chain.forward(goal_joints)[:3, 3]
@@ -306,9 +308,11 @@ def approach_route(
 
     path = route(free, ends[0] / speed, ends[1] / speed, lower / speed, upper / speed, rng)
     if path is None:
-        return []
+        return None
     nodes = np.array(path)
     at = np.r_[0.0, np.cumsum(np.abs(np.diff(nodes, axis=0)).max(axis=1))]  # periods along the route
+    if 0 < config.max_route < at[-1]:
+        return None
     n = int(np.ceil(at[-1] / config.route_spacing))
     out = [np.interp(np.linspace(0.0, at[-1], n + 1)[1:-1], at, nodes[:, j]) for j in range(nodes.shape[1])]
     return list((np.stack(out, 1) * speed).astype(np.float32))  # the first approach pose follows

@@ -193,8 +193,8 @@ class CostSpy:
 
 def test_the_controller_plans_through_the_subgoals_then_to_the_goal(sim, chain):
     config = from_params(ControllerConfig, load_ros_params(ROBOT, "planner_node"))
-    approach = dataclasses.replace(config.approach, urdf="sim/assets/tabletop_arm.urdf")
-    config = dataclasses.replace(config, approach=approach)  # the robot config's, turned on
+    approach = dataclasses.replace(config.approach, clearance=0.0)  # the robot config's, no route
+    config = dataclasses.replace(config, approach=approach)
     spy = CostSpy(load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",)))
     sim.reset(300_001, "push")
     ctl = Controller(config, spy)
@@ -253,3 +253,38 @@ def test_the_controller_steers_ahead_along_the_route_then_takes_each_approach_po
     for i in range(4):  # then each approach pose in turn, the goal last
         np.testing.assert_allclose(tick(poses[i]), poses[i + 1] if i < 3 else ctl.goal.joints)
     assert ctl.status()["subgoals_left"] == "0"
+
+
+def test_a_route_longer_than_max_route_is_no_approach_at_all(sim, chain):
+    """Past `max_route` control periods the detour is not taken: no route and no approach poses,
+    the controller steers straight for the goal."""
+    cfg = ApproachConfig(axis_weight=0.0, clearance=0.06)
+    speed = np.array([0.15, 0.2, 0.25, 0.3])
+    sim.reset(300_000, "push")
+    start, goal = sim.state().qpos, sim.goal.arm_qpos
+    poses = approach_waypoints(chain, goal, cfg, sim.lower, sim.upper)
+
+    def way(max_route: float) -> list[np.ndarray] | None:
+        config, rng = dataclasses.replace(cfg, max_route=max_route), np.random.default_rng(0)
+        return approach_route(chain, start, poses, goal, config, sim.lower, sim.upper, speed, rng)
+
+    unlimited = way(0.0)
+    assert unlimited is not None and len(unlimited) > 3
+    # one period apart, so the route is longer than its point count and at most one period more
+    kept = way(len(unlimited) + 1.0)
+    assert kept is not None and np.array_equal(np.array(kept), np.array(unlimited))
+    assert way(float(len(unlimited))) is None
+
+    config = from_params(ControllerConfig, load_ros_params(ROBOT, "planner_node"))
+    approach = dataclasses.replace(
+        config.approach, urdf="sim/assets/tabletop_arm.urdf", axis_weight=0.0, clearance=0.06, max_route=1.0
+    )
+    spy = CostSpy(load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",)))
+    ctl = Controller(dataclasses.replace(config, approach=approach), spy)
+    ctl.set_goal(ctl.goal_from_image(sim.render_goal(), "push"))
+    latent, _ = encode_frame(spy, sim.render(), start)
+    ctl.add_latent(0.0, latent)
+    ctl.add_joints(0.0, sim.joint_names, start)
+    assert ctl.tick(0.0).state == PLANNING
+    assert ctl.subgoals == [] and ctl.status()["subgoals_left"] == "0"
+    np.testing.assert_allclose(spy.goal_joints[-1], ctl.goal.joints)
