@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)", re.IGNORECASE)
 _MAX_KINDS = 256
@@ -44,6 +46,21 @@ class FaultLog:
             self.logger.warning(line)
         else:
             self.logger.error(line)
+
+    def guard(
+        self, topic: str, handle: Callable[[Any], None], errors: tuple[type[Exception], ...] = (ValueError,)
+    ) -> Callable[[Any], None]:
+        """A subscription callback: `handle(msg)`, or "`topic` ignored: why" logged here when it
+        raises one of `errors` (the input was refused; the node goes on)."""
+
+        def callback(msg: Any) -> None:
+            try:
+                handle(msg)
+            except errors as err:
+                text = err.args[0] if isinstance(err, KeyError) and err.args else err  # no KeyError quotes
+                self(f"{topic} ignored: {text}")
+
+        return callback
 
     @classmethod
     def of(cls, node) -> FaultLog:

@@ -75,7 +75,11 @@ class PlannerNode(ManagedNode):
         # Latents drive ticks, and a timer when none come (so stale inputs are noticed); one
         # mutually exclusive group, so ticks never overlap.
         ticks, period = MutuallyExclusiveCallbackGroup(), self.controller.config.control_period
-        sub, guard = self.create_subscription, self._guard
+        sub = self.create_subscription
+
+        def guard(topic: str, handle: Callable[[Any], None]) -> Callable[[Any], None]:
+            return self.fault.guard(topic, handle, INPUT_ERRORS)
+
         self.inputs(
             sub(Image, "ami/latent", self._on_latent, qos.LATEST, callback_group=ticks),
             sub(JointState, "joint_states", guard("joint_states", self._on_joints), qos.SENSOR),
@@ -102,18 +106,6 @@ class PlannerNode(ManagedNode):
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
-
-    def _guard(self, topic: str, handle: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A subscription callback: `handle(msg)`, or one throttled error line when the input is bad."""
-
-        def callback(msg: Any) -> None:
-            try:
-                handle(msg)
-            except INPUT_ERRORS as err:
-                text = err.args[0] if isinstance(err, KeyError) and err.args else err  # no KeyError quotes
-                self.fault(f"{topic} ignored: {text}")
-
-        return callback
 
     def _due(self, fraction: float) -> bool:
         elapsed = self._now() - self._last_tick  # < 0: the clock jumped back
