@@ -14,7 +14,8 @@ Lifecycle: a managed node (`ami_ros.ros.lifecycle`): configure loads and warms t
     only; subscriptions and the diagnostics timer exist only while active.
 
 A frame with no joint state within `max_skew` waits for the next joint state (at most one frame
-waits); a frame in an unsupported encoding is dropped with a throttled error naming it.
+waits); a frame in an unsupported encoding is dropped with a throttled error naming it; with
+`max_rate`, frames sooner than it allows are skipped unread.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class EncoderNode(ManagedNode):
         self.runtime = load_node_model(self, c.joint_names, graphs=("encoder.onnx",))
         self.joints = JointStateBuffer(c.joint_names)
         self._pending: Image | None = None
-        self._frames = self._latents = self._skew_drops = self._errors = 0
+        self._frames = self._latents = self._skew_drops = self._rate_skips = self._errors = 0
+        self._last_encoded = -np.inf  # stamp of the last frame encoded
         self._encode_ms: list[float] = []
         self._last_error = ""
         self._pub = self.create_lifecycle_publisher(Image, "ami/latent", 10)
@@ -91,6 +93,10 @@ class EncoderNode(ManagedNode):
         if not retry:
             self._frames += 1
         stamp = conv.to_seconds(msg.header.stamp)
+        rate = self.config.max_rate
+        if rate and not retry and 0 <= stamp - self._last_encoded < 0.9 / rate:
+            self._rate_skips += 1  # sooner than max_rate allows (a clock that jumped back: encoded)
+            return
         try:  # a frame that cannot be encoded is refused before it waits for a joint state
             check_stamp(stamp, self.get_clock().now().nanoseconds * 1e-9)
             rgb = to_rgb(conv.image_to_numpy(msg), msg.encoding)
@@ -114,6 +120,7 @@ class EncoderNode(ManagedNode):
         self._encode_ms.append(1e3 * (time.perf_counter() - t0))
         self._pub.publish(conv.latent_to_image(latent, msg.header))
         self._latents += 1
+        self._last_encoded = stamp
 
     def _publish_diagnostics(self) -> None:
         ms = np.asarray(self._encode_ms[-200:] or [np.nan])
@@ -129,6 +136,7 @@ class EncoderNode(ManagedNode):
             "frames_received": self._frames,
             "latents_published": self._latents,
             "skew_drops": self._skew_drops,
+            "rate_skips": self._rate_skips,
             "errors": self._errors,
             "last_error": self._last_error,
             "encode_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",

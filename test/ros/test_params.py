@@ -44,6 +44,7 @@ REFUSED = [
     ("planner_node", "max_age", 0.5, "max_age: read-only at run time"),
     ("encoder_node", "max_skew", -0.1, "max_skew and diagnostics_period must be > 0"),
     ("encoder_node", "max_skew", NAN, "max_skew: expected a finite number"),
+    ("encoder_node", "max_rate", -1.0, "max_rate must be >= 0 (0: every frame)"),
     ("encoder_node", "runtime.providers", [], "providers must name at least one"),
     ("predictor_node", "surprise_window", 0, "surprise_window >= 1"),
     ("predictor_node", "surprise_threshold", INF, "surprise_threshold: expected a finite number"),

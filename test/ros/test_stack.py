@@ -118,6 +118,10 @@ def test_latents_carry_the_camera_stamp_and_the_joint_state(stack: Stack) -> Non
     assert np.abs(q - stack.positions()).max() < 0.3  # the arm moves a little in between
     status = {kv.key: kv.value for kv in stack.diagnostic("encoder_node").values}
     assert status["execution_provider"] == "CPUExecutionProvider"
+    # the robot config's max_rate: 10 latents a second of camera time from the sim's 30 Hz camera
+    gaps = np.diff(latent_stamps)
+    assert np.all(gaps[gaps > 0] >= 0.09 - 1e-6), gaps
+    assert int(status["rate_skips"]) >= int(status["latents_published"]) > 0, status
 
 
 def test_planner_commands_stay_within_the_safety_limits(stack: Stack) -> None:
