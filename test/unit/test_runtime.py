@@ -87,16 +87,17 @@ def test_loading_checks_the_robots_control_period_and_joint_limits():
         load_model(model, expected_limits=(lower, [1.9, 3.0, 2.4, 2.0]), graphs=graphs)
 
 
-def test_bench_times_the_plan_tick_with_and_without_the_proposal():
-    from ami_ros.config import ControllerConfig
+def test_bench_times_the_plan_tick_with_and_without_the_proposal_and_the_approach():
+    from ami_ros.config import ControllerConfig, from_params, load_ros_params
     from ami_ros.eval.bench_tick import bench_tick
     from ami_ros.runtime import default_model_dir, load_model
 
-    report = bench_tick(default_model_dir(), ControllerConfig(), ticks=3)
+    config = from_params(ControllerConfig, load_ros_params("config/robots/tabletop_arm.yaml", "planner_node"))
+    report = bench_tick(default_model_dir(), config, ticks=3)
     assert report["has_proposal"] == float(load_model(default_model_dir(), warm_up=False).has_policy)
-    for variant in ("with_proposal", "without_proposal"):
+    for variant in ("with_proposal", "without_proposal", "without_approach"):
         assert 0 < report[f"{variant}_tick_ms_p50"] <= report[f"{variant}_tick_ms_p99"]
-    assert report["ratio_p50"] > 0
+    assert report["ratio_p50"] > 0 and report["approach_ratio_p50"] > 0
 
 
 def test_worker_threads_do_not_busy_wait_unless_asked():
