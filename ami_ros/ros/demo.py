@@ -48,6 +48,10 @@ def robot_config() -> Path:
     return share_file("config", "robots", "tabletop_arm.yaml")
 
 
+CAMERA_HZ = 10.0
+"""The sim's camera rate here: the control rate, as config/sim_node.yaml has it for sim.launch.py
+(a 30 Hz render is two frames in three that encoder_node's max_rate skips, on the stack's cores)."""
+
 STACKS = ("separate", "one_process")
 """How the stack's three nodes run: three processes, or one process (`ami_ros.ros.stack`)."""
 
@@ -275,10 +279,8 @@ def run_demo(
 ) -> dict:  # fmt: skip
     """Run `episodes` episodes of each task with each stack layout in `stacks` (in turn, one sim);
     writes GIFs, energy.png, summary.json and logs into `out`."""
-    # the camera at the control rate, as config/sim_node.yaml has it for sim.launch.py: a 30 Hz
-    # render is two frames in three that encoder_node's max_rate skips, on the cores the stack needs
-    sim = start("ami_ros.ros.sim_node", ["-p", "publish_clock:=false", "-p", f"seed:={seed}",
-                                         "-p", "camera_rate:=10.0"], out / "sim_node.log")  # fmt: skip
+    params = ["-p", "publish_clock:=false", "-p", f"seed:={seed}", "-p", f"camera_rate:={CAMERA_HZ}"]
+    sim = start("ami_ros.ros.sim_node", params, out / "sim_node.log")
     rclpy.init()
     node = Driver()
     reference = ArmSim(SimConfig())  # the same deterministic episodes: their start distances
@@ -308,7 +310,8 @@ def run_demo(
                         flush=True,
                     )
                     if record and ep.frames:
-                        save_gif(out / f"{task}_episode.gif", ep.frames[::3], node.goal_image)
+                        stride = max(round(CAMERA_HZ / 10), 1)  # the GIF plays 10 frames a second
+                        save_gif(out / f"{task}_episode.gif", ep.frames[::stride], node.goal_image)
             stop(procs)
             procs = []
         save_energy_plot(out / "energy.png", results, threshold, success_m)
