@@ -10,11 +10,10 @@ hold is an empty trajectory or the measured positions), ami/progress, /diagnosti
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -75,11 +74,7 @@ class PlannerNode(ManagedNode):
         # Latents drive ticks, and a timer when none come (so stale inputs are noticed); one
         # mutually exclusive group, so ticks never overlap.
         ticks, period = MutuallyExclusiveCallbackGroup(), self.controller.config.control_period
-        sub = self.create_subscription
-
-        def guard(topic: str, handle: Callable[[Any], None]) -> Callable[[Any], None]:
-            return self.fault.guard(topic, handle, INPUT_ERRORS)
-
+        sub, guard = self.create_subscription, functools.partial(self.fault.guard, errors=INPUT_ERRORS)
         self.inputs(
             sub(Image, "ami/latent", self._on_latent, qos.LATEST, callback_group=ticks),
             sub(JointState, "joint_states", guard("joint_states", self._on_joints), qos.SENSOR),
