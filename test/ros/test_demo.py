@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import DOMAIN_ID, ROOT, ROS_ENV
 
+from ami_ros.ros.demo import Episode, shows_better
+
 
 @pytest.mark.ros
 def test_demo_runs_the_stack_and_writes_its_run_folder(tmp_path):
@@ -45,4 +47,17 @@ def test_demo_runs_the_stack_and_writes_its_run_folder(tmp_path):
     assert (run / "reach_episode.gif").stat().st_size > 10_000
     assert (run / "push_episode.gif").stat().st_size > 10_000
     assert (run / "energy.png").stat().st_size > 1_000
+    first = {ep["task"]: ep["seed"] for ep in summary["episodes"] if ep["stack"] == "separate"}
+    assert summary["gif_seeds"] == first  # one episode each: the GIF shows it, success or not
+    assert f"push_episode.gif: seed {first['push']}" in out.stdout
     assert "reset: seed 200001, task reach" in (run / "sim_node.log").read_text()
+
+
+def test_a_gif_shows_the_first_episode_until_one_ends_at_the_goal():
+    finals = ((1, 0.08), (2, 0.05), (3, 0.01), (4, 0.02))
+    missed, missed2, hit, hit2 = (Episode(seed, "push", final_m=m) for seed, m in finals)
+    assert shows_better(missed, None, 0.03)
+    assert not shows_better(missed2, missed, 0.03)
+    assert shows_better(hit, missed, 0.03)
+    assert not shows_better(hit2, hit, 0.03)
+    assert not shows_better(missed, hit, 0.03)
