@@ -353,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stacks", nargs="+", choices=("separate", "one_process"), default=["separate", "one_process"],
         help="run the episodes with the nodes as separate processes, in one process, or both in turn",
     )  # fmt: skip
-    demo.add_argument("--seconds", type=float, default=8.0, help="wall seconds per episode")
+    demo.add_argument("--seconds", type=float, default=12.0, help="wall seconds per episode")
     demo.add_argument("--seed", type=int, default=200_000, help="episode seeds follow it (training used 0..)")
     demo.add_argument("--model", default="", help="model directory (default: the shipped tabletop_arm)")
     demo.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: derived from pid)")

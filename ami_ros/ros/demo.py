@@ -281,7 +281,7 @@ def shows_better(ep: Episode, shown: Episode | None, success_m: float) -> bool:
 
 def run_demo(
     out: Path, tasks: tuple[str, ...] = ("reach", "push"), episodes: int = 3, seed: int = 200_000,
-    episode_seconds: float = 8.0, success_m: float = 0.03, model_dir: str = "",
+    episode_seconds: float = 12.0, success_m: float = 0.03, model_dir: str = "",
     stacks: tuple[str, ...] = STACKS,
 ) -> dict:  # fmt: skip
     """Run `episodes` episodes of each task with each stack layout in `stacks` (in turn, one sim);
