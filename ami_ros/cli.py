@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ev.add_argument(
         "--privileged-push", action="store_true",
-        help="push: also run CEM on the true simulator state (slow: ~0.1 s a tick)",
+        help="push: also run the privileged planner: the approach to the true goal pose, then CEM on a "
+        "copy of the simulator (slow: 0.4-0.9 s a tick)",
     )  # fmt: skip
     ev.add_argument("--json", action="store_true", help="one JSON object on one line")
     ev.set_defaults(func=cmd_eval)

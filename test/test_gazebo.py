@@ -95,8 +95,8 @@ def test_spawned_controllers_take_the_planner_commands():
     for name in spawned:
         assert name in manager, f"{name} is spawned but not in config/ros2_controllers.yaml"
     assert manager["arm_controller"]["type"] == "joint_trajectory_controller/JointTrajectoryController"
-    # planner_node's default command topic is <controller>/joint_trajectory of a spawned controller
-    planner_source = (ROOT / "ami_ros" / "ros" / "planner_node.py").read_text()
+    # planner_node's command topics (ArmCommand) are those of the controllers spawned / configured
+    planner_source = (ROOT / "ami_ros" / "ros" / "arm_command.py").read_text()
     assert '"arm_controller/joint_trajectory"' in planner_source and "arm_controller" in spawned
     assert (
         "forward_position_controller/commands" in planner_source and "forward_position_controller" in manager

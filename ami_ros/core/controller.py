@@ -38,7 +38,7 @@ from ami_ros.config import ConfigError, ControllerConfig
 from ami_ros.core.buffers import JointStateBuffer, LatentHistory
 from ami_ros.core.energy import energy_terms, weighted
 from ami_ros.core.goal_memory import Goal
-from ami_ros.core.kinematics import Chain, approach_route, approach_waypoints
+from ami_ros.core.kinematics import ApproachPath, Chain
 from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import FrameEncoder, encode_frame
 from ami_ros.core.safety import SafetyFilter
@@ -161,8 +161,7 @@ class Controller:
             )
         a = config.approach
         self.chain = Chain(a.urdf, a.tip_link, config.joint_names) if a.urdf else None
-        self.subgoals: list[np.ndarray] = []  # approach poses (J,) still ahead, next first
-        self._route_pending, self._route_left = False, 0  # the route's subgoals lead the list
+        self.approach: ApproachPath | None = None  # this goal's, planned on its first tick
         self._route_rng = np.random.default_rng(planner.seed)
         self._lock = threading.Lock()  # guards the inputs, set from other threads in a node
         self._latents = LatentHistory()
@@ -173,6 +172,7 @@ class Controller:
         self.state, self.energy, self.steps, self.reached = "starting", float("nan"), 0, False
         self.scene = float("nan")  # fine image-token MSE of the newest latent to the goal's
         self._holding = False
+        self.interventions = 0  # ticks whose command the safety filter changed
         self.tick_ms: deque[float] = deque(maxlen=500)  # of the ticks that commanded
 
     # ------------------------------------------------------------------ inputs
@@ -246,14 +246,14 @@ class Controller:
         if changed:
             self.reached, self.steps, self.energy, self.scene = False, 0, float("nan"), float("nan")
             self.planner.reset()
-            self.subgoals, self._route_pending, self._route_left = [], True, 0
+            self.approach = None
         reason = self._hold_reason(now, enabled, goal, newest, joints)
         if reason is not None:
             return self._hold(reason, goal, newest)
         assert goal is not None and history is not None and joints is not None
         q = joints[1]
-        if self._route_pending:  # the approach needs the joints it starts from
-            self.subgoals, self._route_pending = self._approach(goal, q), False
+        if self.approach is None:  # the approach needs the joints it starts from
+            self.approach = self._approach(goal, q)
         plan = self.plan(history[1], q, self._next_subgoal(q, goal))
         target, interventions = self.safety.filter(q, q + plan[0], self.config.control_period)
         with self._lock:
@@ -261,6 +261,7 @@ class Controller:
                 why = "disabled" if not self._enabled else "goal changed"
                 return self._decision(f"plan dropped ({why} while planning)", goal, newest, record=False)
         self.steps += 1
+        self.interventions += bool(interventions)
         self._holding = False
         self.tick_ms.append(1e3 * (time.perf_counter() - t0))
         return self._decision(
@@ -280,7 +281,8 @@ class Controller:
         return f"plan dropped: its latent was {age:.2f} s old once planned (> {limit} s)"
 
     def status(self) -> dict[str, str]:
-        """What a progress report shows: state, goal, energy, steps, reached, tick time (ms)."""
+        """What a progress report shows: state, goal, energy, steps, reached, subgoals left, safety
+        interventions, tick time (ms)."""
         goal = self._goal
         return {
             "state": self.state,
@@ -292,7 +294,8 @@ class Controller:
             "success_scene_mse": str(self.config.success_scene_mse),
             "steps": str(self.steps),
             "reached": str(self.reached).lower(),
-            "subgoals_left": str(len(self.subgoals)),
+            "subgoals_left": str(len(self.approach.subgoals) if self.approach else 0),
+            "safety_interventions": str(self.interventions),
             **recent("tick_ms", self.tick_ms),
         }
 
@@ -307,39 +310,23 @@ class Controller:
             proposal,
         )
 
-    def _approach(self, goal: Goal, q: np.ndarray) -> list[np.ndarray]:
-        """The approach subgoals from joints `q` to `goal` (none without a URDF)."""
-        if self.chain is None:
-            return []
+    def _approach(self, goal: Goal, q: np.ndarray) -> ApproachPath:
+        """The approach from joints `q` to `goal` (no subgoals without a URDF)."""
         c = self.config
+        if self.chain is None:
+            return ApproachPath(c.approach, [], [])
         lower, upper = np.array(c.joint_lower), np.array(c.joint_upper)
-        poses = approach_waypoints(self.chain, goal.joints, c.approach, lower, upper)
         speed = np.asarray(self.model.action_limits, float)
-        rng = self._route_rng
-        way = approach_route(self.chain, q, poses, goal.joints, c.approach, lower, upper, speed, rng)
-        if way is None:  # no way round, or one too long to be worth it: straight to the goal
-            return []
-        self._route_left = len(way)
-        return way + poses
+        return ApproachPath.plan(self.chain, q, goal.joints, c.approach, lower, upper, speed, self._route_rng)
 
     def _next_subgoal(self, q: np.ndarray, goal: Goal) -> Goal:
-        """`goal` with the next subgoal's joints, or `goal` itself after the last. On the route the
-        planner steers for the point `lookahead` ahead (at most the first approach pose), so it
-        keeps moving rather than stopping at each; the approach poses it takes in turn. Subgoals up
-        to the farthest of those within `tolerance` of the joints `q` are dropped, each time with
-        the planner's warm start."""
-        a = self.config.approach
-        ahead = min(a.lookahead, self._route_left)
-        passed = [i for i, s in enumerate(self.subgoals[: ahead + 1]) if np.max(np.abs(q - s)) < a.tolerance]
-        if passed:
-            del self.subgoals[: passed[-1] + 1]
-            if passed[-1] >= self._route_left:  # past an approach pose: the plan turns there
-                self.planner.reset()
-            self._route_left = max(self._route_left - passed[-1] - 1, 0)
-            ahead = min(a.lookahead, self._route_left)
-        if not self.subgoals:
-            return goal
-        return dataclasses.replace(goal, joints=self.subgoals[min(ahead, len(self.subgoals) - 1)])
+        """`goal` with the approach's next subgoal as its joints (`ApproachPath.target`), or `goal`
+        itself after the last; the planner's warm start is dropped past each set-back pose."""
+        assert self.approach is not None
+        target, turned = self.approach.target(q)
+        if turned:
+            self.planner.reset()
+        return goal if target is None else dataclasses.replace(goal, joints=target)
 
     def _hold_reason(
         self,

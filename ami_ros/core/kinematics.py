@@ -10,7 +10,8 @@ goal pose itself. The same subgoals serve every goal image; for a reach they are
 On the way to the first set-back pose the arm may sweep through the block it is to push, which lies
 on that axis somewhere between the goal's tip and the first pose. `approach_route` plans that way
 round it: a path through joint space (`route`, RRT-connect) on which every link of the chain
-(`Chain.skeleton`) keeps a clearance off that stretch of the axis.
+(`Chain.skeleton`) keeps a clearance off that stretch of the axis. `ApproachPath` holds one
+goal's route and set-back poses and says, from the measured joints, which one to steer for.
 """
 
 from __future__ import annotations
@@ -316,3 +317,54 @@ def approach_route(
     n = int(np.ceil(at[-1] / config.route_spacing))
     out = [np.interp(np.linspace(0.0, at[-1], n + 1)[1:-1], at, nodes[:, j]) for j in range(nodes.shape[1])]
     return list((np.stack(out, 1) * speed).astype(np.float32))  # the first approach pose follows
+
+
+class ApproachPath:
+    """The subgoals towards one goal, next first: a route's points, then the set-back poses.
+
+    `plan` builds it once per goal from the joints the arm starts at; `target(q)` then says what
+    to steer for from the measured joints q. On the route that is the point `lookahead` ahead of
+    the next (never past the first set-back pose), so the arm keeps moving rather than stopping at
+    each; the set-back poses are taken in turn. Subgoals up to the farthest one within `tolerance`
+    of q are dropped. One definition serves the controller and eval's privileged push planner.
+    """
+
+    def __init__(self, config: ApproachConfig, route: list[np.ndarray], poses: list[np.ndarray]) -> None:
+        self.config = config
+        self.subgoals: list[np.ndarray] = [*route, *poses]
+        self.route_left = len(route)  # the route's points lead `subgoals`
+
+    @classmethod
+    def plan(
+        cls,
+        chain: Chain,
+        start: np.ndarray,
+        goal_joints: np.ndarray,
+        config: ApproachConfig,
+        lower: np.ndarray,
+        upper: np.ndarray,
+        speed: np.ndarray,
+        rng: np.random.Generator,
+    ) -> ApproachPath:
+        """The set-back poses of `goal_joints` and the route to them from `start` (see
+        `approach_waypoints`, `approach_route`); empty (straight to the goal) without a route."""
+        poses = approach_waypoints(chain, goal_joints, config, lower, upper)
+        way = approach_route(chain, start, poses, goal_joints, config, lower, upper, speed, rng)
+        return cls(config, [], []) if way is None else cls(config, way, poses)
+
+    def target(self, q: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """(the joints to steer for from the measured joints q, None once past the last subgoal:
+        the goal itself; whether q has just passed a set-back pose, where a plan turns)."""
+        a = self.config
+        ahead = min(a.lookahead, self.route_left)
+        window = self.subgoals[: ahead + 1]
+        passed = [i for i, s in enumerate(window) if np.max(np.abs(q - s)) < a.tolerance]
+        turned = False
+        if passed:
+            del self.subgoals[: passed[-1] + 1]
+            turned = passed[-1] >= self.route_left
+            self.route_left = max(self.route_left - passed[-1] - 1, 0)
+            ahead = min(a.lookahead, self.route_left)
+        if not self.subgoals:
+            return None, turned
+        return self.subgoals[min(ahead, len(self.subgoals) - 1)], turned

@@ -24,6 +24,7 @@ import numpy as np
 
 from ami_ros.config import ControllerConfig, EvalConfig, SimConfig
 from ami_ros.core.controller import Controller, Decision, WorldModel
+from ami_ros.core.kinematics import ApproachPath, Chain
 from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import encode_frame
 from ami_ros.core.safety import SafetyFilter
@@ -167,27 +168,48 @@ PRIVILEGED_PUSH_SEARCH = (128, 3)
 """(samples, iterations) of the privileged push planner's CEM."""
 
 
-def privileged_push_policy(cfg: EvalConfig, limits: np.ndarray, seed: int) -> MakePolicy:
+def privileged_push_policy(
+    cfg: EvalConfig, limits: np.ndarray, seed: int, approach: bool = True
+) -> MakePolicy:
     """CEM on the true simulator state (arm and block), with a copy of the simulator as its model.
 
     The cost, summed over the horizon: block-to-goal distance, plus 0.3 x the pusher's distance
     to the point 5 cm behind the block on the line to the goal (without it, a 5-step horizon that
     does not touch the block sees every plan as equal). The model copy steps its physics at 10 ms
     instead of 2 ms. Its search is larger than the controller's (`PRIVILEGED_PUSH_SEARCH`, 0.39 s
-    a tick p50): at 64 x 2 it pushes 60% of held-out goals, at 128 x 3 82% (50 seeds).
+    a tick p50). With `approach` (and the robot config's `approach.urdf`), the arm first takes the
+    controller's approach (`ApproachPath`) to the true goal pose's set-back poses, each tick a
+    straight step at the action limits towards its target, and the CEM takes over past the last one
+    (50 held-out seeds: 86% with the approach, 82% without; at 64 x 2 without it, 60%).
     """
     samples, iterations = PRIVILEGED_PUSH_SEARCH
     search = dataclasses.replace(
         cfg.controller.planner, samples=samples, iterations=iterations, elites=samples // 4
     )
+    c = cfg.controller
+    chain = (
+        Chain(c.approach.urdf, c.approach.tip_link, c.joint_names) if approach and c.approach.urdf else None
+    )
+    lower, upper, speed = np.array(c.joint_lower), np.array(c.joint_upper), np.asarray(limits, float)
 
     def make(sim: ArmSim, episode_seed: int) -> Policy:
         planner = Planner(search, limits, np.random.default_rng(seed))
         model = ArmSim(SimConfig(task="push"))
         model.model.opt.timestep = model.physics_dt = 0.01
+        path: list[ApproachPath] = []  # planned on the first tick
 
         def act(sim: ArmSim) -> np.ndarray:
             start, goal = sim.state(), sim.goal.block_pose[:2]
+            if chain is not None:
+                if not path:
+                    rng = np.random.default_rng(episode_seed)
+                    way = ApproachPath.plan(
+                        chain, start.qpos, sim.goal.arm_qpos, c.approach, lower, upper, speed, rng
+                    )
+                    path.append(way)
+                target, _ = path[0].target(start.qpos)
+                if target is not None:
+                    return np.clip(target - start.qpos, -limits, limits)
 
             def cost(actions: np.ndarray) -> np.ndarray:
                 costs = np.zeros(len(actions))

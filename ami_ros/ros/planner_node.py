@@ -19,9 +19,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray, String
+from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
-from trajectory_msgs.msg import JointTrajectory
 
 from ami_ros.config import ControllerConfig, PlannerNodeConfig
 from ami_ros.core.controller import Controller, recent
@@ -30,6 +29,7 @@ from ami_ros.core.preprocess import to_rgb
 from ami_ros.core.stamps import check_stamp
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
+from ami_ros.ros.arm_command import ArmCommand
 from ami_ros.ros.fault_log import FaultLog
 from ami_ros.ros.lifecycle import ManagedNode
 from ami_ros.ros.model_loading import declare_runtime, load_node_model
@@ -58,17 +58,14 @@ class PlannerNode(ManagedNode):
         self.memory, self.fault = GoalMemory(c.goal_memory_dir), FaultLog.of(self)
         self._lock = threading.Lock()  # orders a stop's hold and a tick's command
         self._last_tick, self._latency_ms = -np.inf, deque(maxlen=500)  # node clock; camera -> command
-        self._interventions = 0
-        forward = c.command_interface == "forward"
-        topic = "forward_position_controller/commands" if forward else "arm_controller/joint_trajectory"
-        self._pub_cmd = self.create_lifecycle_publisher(
-            Float64MultiArray if forward else JointTrajectory, topic, 10
-        )
+        self.arm = ArmCommand(self, c.command_interface, cc.joint_names, cc.control_period)
         self._pub_progress = self.create_lifecycle_publisher(DiagnosticStatus, "ami/progress", 10)
         self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         p = self.controller.planner.config
         search = f"{p.method} ({p.samples} samples x {p.iterations} iterations, horizon {p.horizon})"
-        self.get_logger().info(f"planning with {search}; commands on {topic}; goals in {self.memory.folder}")
+        self.get_logger().info(
+            f"planning with {search}; commands on {self.arm.topic}; goals in {self.memory.folder}"
+        )
 
     def activate(self) -> None:
         # Latents drive ticks, and a timer when none come (so stale inputs are noticed); one
@@ -95,9 +92,6 @@ class PlannerNode(ManagedNode):
         if getattr(self, "runtime", None) is not None:
             self.runtime.close()
         self.runtime = None
-
-    def close(self) -> None:
-        pass  # nothing to flush (spin_node calls it on every exit path)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -156,29 +150,22 @@ class PlannerNode(ManagedNode):
         if d.changed and d.holding:
             log.info(f"holding position: {d.state} (energy {d.energy:.4g})", throttle_duration_sec=2.0)
         if d.interventions:
-            self._interventions += 1
             log.warning(f"safety filter: {'; '.join(d.interventions)}", throttle_duration_sec=2.0)
         age = self._now() - d.stamp
         if late := self.controller.late(d, age):
             self.fault(late, "warning")
         with self._lock:  # a stop that came while planning voids the plan
             if d.command is not None and not late and self.controller.enabled:
-                self._pub_cmd.publish(self._command(d.command))
+                self.arm.send(d.command)
                 self._latency_ms.append(1e3 * age)
             elif d.started_holding or late:
                 self._publish_hold()
         self._pub_progress.publish(self._status("progress", DiagnosticStatus.OK).status[0])
 
-    def _command(self, positions: np.ndarray | None) -> JointTrajectory | Float64MultiArray:
-        c = self.controller.config
-        return conv.joint_command(self.config.command_interface, c.joint_names, positions, c.control_period)
-
     def _publish_hold(self) -> None:
-        """Stop: an empty trajectory (the controller holds where the arm is) or the measured positions."""
-        if self.config.command_interface == "trajectory":
-            return self._pub_cmd.publish(self._command(None))
-        if (joints := self.controller.latest_joints()) is not None:
-            self._pub_cmd.publish(self._command(joints[1]))
+        """Stop now: an empty trajectory, or the measured positions (`ArmCommand.hold`)."""
+        joints = self.controller.latest_joints()
+        self.arm.hold(None if joints is None else joints[1])
 
     def _status(self, what: str, level: bytes, **extra: str) -> DiagnosticArray:
         values = self.controller.status() | recent("stamp_to_command_ms", self._latency_ms) | extra
@@ -190,8 +177,7 @@ class PlannerNode(ManagedNode):
         stale = ctl.state.startswith(("latent stale", "joint_states stale"))
         level = DiagnosticStatus.WARN if stale or not ctl.enabled else DiagnosticStatus.OK
         extra = {"execution_provider": rt.providers["rollout_cost.onnx"], "model_dir": str(rt.model_dir),
-                 "safety_interventions": str(self._interventions), "last_error": self.fault.last,
-                 "saved_goals": ",".join(self.memory.names())}  # fmt: skip
+                 "last_error": self.fault.last, "saved_goals": ",".join(self.memory.names())}  # fmt: skip
         self._pub_diag.publish(self._status("planner", level, **extra))
 
 

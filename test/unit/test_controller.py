@@ -245,3 +245,21 @@ def test_eval_records_when_the_controller_declares_the_goal_reached():
     assert report["mean_final_distance_m"] == pytest.approx(0.41 / 3)
     assert report["per_episode"][1]["reached_at"] == [{"tick": 3, "distance_m": 0.15}]
     assert "false_reached_rate" not in summarize(results, cfg, declares_reached=False)
+
+
+def test_the_status_counts_the_ticks_the_safety_filter_changed(config, runtime, scene):
+    tight = dataclasses.replace(config, safety=dataclasses.replace(config.safety, max_step=1e-3))
+    for cfg, changed in ((tight, True), (config, None)):
+        ctl = Controller(cfg, runtime)
+        ctl.set_goal(ctl.goal_from_image(scene["goal_image"], "push"))
+        latent, _ = encode_frame(runtime, scene["frame"], scene["q"])
+        counts = []
+        for now in (1.0, 1.1):
+            ctl.add_latent(now, latent)
+            ctl.add_joints(now, scene["names"], scene["q"])
+            d = ctl.tick(now)
+            counts.append((bool(d.interventions), ctl.status()["safety_interventions"]))
+        if changed:  # every step the plan asks for is more than 1 mrad
+            assert counts == [(True, "1"), (True, "2")]
+        else:
+            assert ctl.status()["safety_interventions"] == str(sum(c for c, _ in counts))

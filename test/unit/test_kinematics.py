@@ -11,6 +11,7 @@ from ami_ros.config import (
     ApproachConfig,
     ConfigError,
     ControllerConfig,
+    EvalConfig,
     SimConfig,
     from_params,
     load_ros_params,
@@ -18,6 +19,7 @@ from ami_ros.config import (
 from ami_ros.core.controller import PLANNING, Controller
 from ami_ros.core.goal_memory import Goal
 from ami_ros.core.kinematics import (
+    ApproachPath,
     Chain,
     _segment_distance,
     approach_route,
@@ -26,6 +28,7 @@ from ami_ros.core.kinematics import (
     route,
 )
 from ami_ros.core.preprocess import encode_frame
+from ami_ros.eval.closed_loop import privileged_push_policy
 from ami_ros.runtime import default_model_dir, load_model
 from ami_ros.sim import URDF_PATH, ArmSim
 
@@ -218,7 +221,7 @@ def test_the_controller_plans_through_the_subgoals_then_to_the_goal(sim, chain):
     assert ctl.status()["subgoals_left"] == "0"
     ctl.set_goal(Goal("again", goal.latent, goal.joints))  # a new goal restarts the approach
     ctl.tick(now)
-    assert len(ctl.subgoals) == len(expected)
+    assert len(ctl.approach.subgoals) == len(expected)
 
 
 def test_the_controller_steers_ahead_along_the_route_then_takes_each_approach_pose_in_turn(sim):
@@ -244,7 +247,8 @@ def test_the_controller_steers_ahead_along_the_route_then_takes_each_approach_po
         return spy.goal_joints[-1]
 
     target = tick(sim.state().qpos)
-    route, poses = ctl.subgoals[: ctl._route_left], ctl.subgoals[ctl._route_left :]
+    path = ctl.approach
+    route, poses = path.subgoals[: path.route_left], path.subgoals[path.route_left :]
     assert len(route) > 3 and len(poses) == 4
     np.testing.assert_allclose(target, route[2])  # two ahead of the next
     for i in range(len(route)):  # the joints on each route point in turn
@@ -286,5 +290,27 @@ def test_a_route_longer_than_max_route_is_no_approach_at_all(sim, chain):
     ctl.add_latent(0.0, latent)
     ctl.add_joints(0.0, sim.joint_names, start)
     assert ctl.tick(0.0).state == PLANNING
-    assert ctl.subgoals == [] and ctl.status()["subgoals_left"] == "0"
+    assert ctl.approach.subgoals == [] and ctl.status()["subgoals_left"] == "0"
     np.testing.assert_allclose(spy.goal_joints[-1], ctl.goal.joints)
+
+
+def test_eval_privileged_push_takes_the_controllers_approach_to_the_true_goal_pose_first(sim, chain):
+    """The privileged push planner steps straight (at the action limits) along the same
+    `ApproachPath` the controller would take to the true goal pose, and searches on its simulator
+    copy only past the last set-back pose."""
+    config = from_params(ControllerConfig, load_ros_params(ROBOT, "planner_node"))
+    cfg = EvalConfig(task="push", episodes=1, seed=300_000, controller=config)
+    limits = np.array([0.15, 0.2, 0.25, 0.3])
+    sim.reset(300_000, "push")
+    q = sim.state().qpos
+    lower, upper = np.array(config.joint_lower), np.array(config.joint_upper)
+    path = ApproachPath.plan(
+        chain, q, sim.goal.arm_qpos, config.approach, lower, upper, limits, np.random.default_rng(300_000)
+    )
+    target, _ = path.target(q)
+    assert target is not None and len(path.subgoals) > config.approach.waypoints  # a route, then the poses
+    step = privileged_push_policy(cfg, limits, 0)(sim, 300_000)(sim)
+    np.testing.assert_allclose(step.target, q + np.clip(target - q, -limits, limits), atol=1e-6)
+    # past the approach (no URDF): the search on the simulator copy, a different first step
+    plain = privileged_push_policy(cfg, limits, 0, approach=False)(sim, 300_000)(sim)
+    assert not np.allclose(plain.target, step.target, atol=1e-3)
