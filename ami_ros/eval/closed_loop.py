@@ -196,18 +196,18 @@ def privileged_push_policy(
         planner = Planner(search, limits, np.random.default_rng(seed))
         model = ArmSim(SimConfig(task="push"))
         model.model.opt.timestep = model.physics_dt = 0.01
-        path: list[ApproachPath] = []  # planned on the first tick
+        path: ApproachPath | None = None  # planned on the first tick, from the joints then
 
         def act(sim: ArmSim) -> np.ndarray:
+            nonlocal path
             start, goal = sim.state(), sim.goal.block_pose[:2]
             if chain is not None:
-                if not path:
+                if path is None:
                     rng = np.random.default_rng(episode_seed)
-                    way = ApproachPath.plan(
+                    path = ApproachPath.plan(
                         chain, start.qpos, sim.goal.arm_qpos, c.approach, lower, upper, speed, rng
                     )
-                    path.append(way)
-                target, _ = path[0].target(start.qpos)
+                target, _ = path.target(start.qpos)
                 if target is not None:
                     return np.clip(target - start.qpos, -limits, limits)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from ami_ros.ros import conversions as conv
+from ami_ros.ros.lifecycle import ManagedNode
 
 TOPICS = {
     "trajectory": (JointTrajectory, "arm_controller/joint_trajectory"),
@@ -29,7 +29,7 @@ class ArmCommand:
         period: how far ahead (s) a trajectory command's point lies: one control period.
     """
 
-    def __init__(self, node: Any, interface: str, joint_names: Sequence[str], period: float) -> None:
+    def __init__(self, node: ManagedNode, interface: str, joint_names: Sequence[str], period: float) -> None:
         self.interface, self.names, self.period = interface, list(joint_names), period
         msg_type, self.topic = TOPICS[interface]
         self._pub = node.create_lifecycle_publisher(msg_type, self.topic, 10)
