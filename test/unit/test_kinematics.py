@@ -311,6 +311,6 @@ def test_eval_privileged_push_takes_the_controllers_approach_to_the_true_goal_po
     assert target is not None and len(path.subgoals) > config.approach.waypoints  # a route, then the poses
     step = privileged_push_policy(cfg, limits, 0)(sim, 300_000)(sim)
     np.testing.assert_allclose(step.target, q + np.clip(target - q, -limits, limits), atol=1e-6)
-    # past the approach (no URDF): the search on the simulator copy, a different first step
+    # without the approach: the search on the simulator copy from the first tick, a different first step
     plain = privileged_push_policy(cfg, limits, 0, approach=False)(sim, 300_000)(sim)
     assert not np.allclose(plain.target, step.target, atol=1e-3)
