@@ -15,15 +15,14 @@ Usage: python scripts/arm_residual.py [--model models/tabletop_arm]
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from ami_ros.config import SimConfig
-from ami_ros.core.preprocess import resize_frame
+from ami_ros.core.preprocess import encode_frame
+from ami_ros.runtime import load_model
 from ami_ros.sim import ArmSim
 
 
@@ -33,12 +32,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    session = ort.InferenceSession(str(Path(args.model) / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    runtime = load_model(args.model, graphs=("encoder.onnx",))
 
     def tokens(sim: ArmSim) -> np.ndarray:
-        image = resize_frame(sim.render(), 64)[None]
-        joints = sim.state().qpos[None].astype(np.float32)
-        return session.run(["latent"], {"image": image, "joints": joints})[0][0, :64].ravel()
+        """The image tokens of the rendered frame, flattened (the last token is the joints')."""
+        return encode_frame(runtime, sim.render(), sim.state().qpos)[0][:-1].ravel()
 
     def features(q: np.ndarray) -> torch.Tensor:
         q = torch.as_tensor(np.asarray(q, np.float32))

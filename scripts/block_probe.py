@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from ami_ros.config import SimConfig
 from ami_ros.core.preprocess import resize_frame
+from ami_ros.runtime import load_model
 from ami_ros.sim import ArmSim
 
 RENDER = 256  # px: every input is resized from this render (cv2.INTER_AREA, as the encoder's input)
@@ -116,13 +115,13 @@ def main() -> None:
     top, _, _, _ = frames("top", seeds)
     box = crop_box(pixels[:n_train])
     print(f"rendered {2 * args.frames} frames in {time.time() - t0:.0f} s; workspace crop {box}", flush=True)
-    scene64 = resized(scene, 64)
-    session = ort.InferenceSession(str(Path(args.model) / "encoder.onnx"), providers=["CPUExecutionProvider"])
-    latent = np.concatenate([
-        session.run(["latent"], {"image": scene64[i : i + 256], "joints": joints[i : i + 256]})[0]
-        for i in range(0, len(scene64), 256)
-    ])  # fmt: skip
-    tokens = latent[:, :64].reshape(-1, 8, 8, latent.shape[-1])
+    runtime = load_model(args.model, graphs=("encoder.onnx",))
+    scene64 = resized(scene, runtime.image_size)
+    batches = [(scene64[b : b + 256], joints[b : b + 256]) for b in range(0, len(joints), 256)]
+    latent = np.concatenate([runtime.encode_batch(*batch)[0] for batch in batches])
+    image_tokens = latent[:, :-1]  # the last token is the joints' (proprio) token
+    grid = int(np.sqrt(image_tokens.shape[1]))
+    tokens = image_tokens.reshape(-1, grid, grid, latent.shape[-1])
     inputs = {
         "scene camera, 64 px (the shipped model's input)": scene64,
         "scene camera, 128 px": resized(scene, 128),
