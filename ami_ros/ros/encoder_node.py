@@ -20,8 +20,8 @@ waits); a frame in an unsupported encoding is dropped with a throttled error nam
 
 from __future__ import annotations
 
-import sys
 import time
+from typing import NoReturn
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -123,8 +123,8 @@ class EncoderNode(ManagedNode):
         self._last_encoded = stamp
 
     def _publish_diagnostics(self) -> None:
-        ms = np.asarray(self._encode_ms[-200:] or [np.nan])
         self._encode_ms = self._encode_ms[-200:]
+        ms = self._encode_ms
         level = DiagnosticStatus.OK
         message = "encoding"
         if self._latents == 0:
@@ -139,8 +139,8 @@ class EncoderNode(ManagedNode):
             "rate_skips": self._rate_skips,
             "errors": self._errors,
             "last_error": self._last_error,
-            "encode_ms_p50": f"{np.nanpercentile(ms, 50):.2f}",
-            "encode_ms_p99": f"{np.nanpercentile(ms, 99):.2f}",
+            "encode_ms_p50": f"{np.percentile(ms, 50):.2f}" if ms else "n/a",
+            "encode_ms_p99": f"{np.percentile(ms, 99):.2f}" if ms else "n/a",
             "execution_provider": self.runtime.providers["encoder.onnx"],
             "model_dir": str(self.runtime.model_dir),
         }
@@ -151,9 +151,9 @@ class EncoderNode(ManagedNode):
         )
 
 
-def main(args: list[str] | None = None) -> int:
-    return spin_node(EncoderNode, "encoder_node", args)
+def main(args: list[str] | None = None) -> NoReturn:
+    spin_node(EncoderNode, "encoder_node", args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -76,6 +76,13 @@ class ManagedNode(LifecycleNode):
         """'unconfigured', 'inactive', 'active' or 'finalized'."""
         return self._state_machine.current_state[1]
 
+    def destroy_node(self) -> None:
+        """Destroy the node and its lifecycle state machine. rclpy's LifecycleNode leaves the state
+        machine to the garbage collector, and until then it keeps the node alive: a node whose
+        process had ended stayed in `ros2 node list` for the 20 s of its DDS lease."""
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
     def _destroy_inputs(self) -> None:
         for entity in self._inputs:
             if isinstance(entity, Subscription):

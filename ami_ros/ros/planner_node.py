@@ -11,9 +11,9 @@ hold is an empty trajectory or the measured positions), ami/progress, /diagnosti
 from __future__ import annotations
 
 import functools
-import sys
 import threading
 from collections import deque
+from typing import NoReturn
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -181,9 +181,9 @@ class PlannerNode(ManagedNode):
         self._pub_diag.publish(self._status("planner", level, **extra))
 
 
-def main(args: list[str] | None = None) -> int:
-    return spin_node(PlannerNode, "planner_node", args, threads=2)
+def main(args: list[str] | None = None) -> NoReturn:
+    spin_node(PlannerNode, "planner_node", args, threads=2)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -22,8 +22,8 @@ Lifecycle: a managed node (`ami_ros.ros.lifecycle`): configure loads and warms t
 
 from __future__ import annotations
 
-import sys
 from collections import deque
+from typing import NoReturn
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -169,9 +169,9 @@ class PredictorNode(ManagedNode):
         )
 
 
-def main(args: list[str] | None = None) -> int:
-    return spin_node(PredictorNode, "predictor_node", args)
+def main(args: list[str] | None = None) -> NoReturn:
+    spin_node(PredictorNode, "predictor_node", args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -15,9 +15,8 @@ Ctrl-C (SIGINT) or shutdown finishes the file: MCAP summary and metadata.yaml wi
 from __future__ import annotations
 
 import importlib
-import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -97,10 +96,10 @@ class RecorderNode(Node):
             self.get_logger().info(f"wrote {self.writer.path}: {self.writer.message_counts}")
 
 
-def main(args: list[str] | None = None) -> int:
-    """Record until Ctrl-C or shutdown, then finish the bag; returns the exit code."""
-    return spin_node(RecorderNode, "recorder_node", args)
+def main(args: list[str] | None = None) -> NoReturn:
+    """Record until Ctrl-C or shutdown, finish the bag, then end the process with the exit code."""
+    spin_node(RecorderNode, "recorder_node", args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

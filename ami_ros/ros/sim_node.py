@@ -33,8 +33,6 @@ Stamps are simulated time when `publish_clock` (as Gazebo does), else the node c
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from typing import NoReturn
 
@@ -272,19 +270,14 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> NoReturn:
-    """Run sim_node until Ctrl-C or shutdown, then end the process with the exit code (1 on an
-    invalid configuration).
+    """Run sim_node until Ctrl-C or shutdown, then end the process with the exit code.
 
-    The process ends without tearing its EGL context down: with Mesa's software renderer
-    (llvmpipe), destroying the context after a clean ROS shutdown segfaulted in about 1 of 10 test
-    runs (in eglDestroyContext, seen with faulthandler). The OS frees it; nothing else is pending,
-    so a ROS teardown that takes over 4 s (launch sends SIGTERM after 5) is cut short, with the
-    stacks printed (exit code 1).
+    The process ends without tearing its EGL context down (`spin_node` ends it with `os._exit`):
+    with Mesa's software renderer (llvmpipe), destroying the context after a clean ROS shutdown
+    segfaulted in about 1 of 10 test runs (in eglDestroyContext, seen with faulthandler). The OS
+    frees it.
     """
-    code = spin_node(SimNode, "sim_node", args, teardown_s=4.0)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    spin_node(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":

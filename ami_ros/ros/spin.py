@@ -1,11 +1,15 @@
-"""The one `main()` body every node shares: init, build, start (lifecycle), spin, shut down cleanly."""
+"""The one `main()` body every node shares: init, build, start (lifecycle), spin, shut down, exit."""
 
 from __future__ import annotations
 
 import faulthandler
+import os
 import signal
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import rclpy
 from rclpy.executors import (
@@ -25,19 +29,23 @@ from ami_ros.ros.lifecycle import ManagedNode
 POLL_S = 0.1
 """Longest wait between looks at the stop flag (how long Ctrl-C may take to be noticed)."""
 
+TEARDOWN_S = 3.0
+"""Longest the middleware's teardown may take once every node has shut itself down (ros2 launch
+sends SIGTERM 5 s after its SIGINT)."""
+
 
 def spin_node(
     make_node: Callable[[], Node],
     name: str,
     args: list[str] | None = None,
     threads: int = 1,
-    teardown_s: float | None = None,
-) -> int:
-    """Run the node `make_node()` builds until Ctrl-C, SIGTERM or shutdown; returns the exit code.
+    teardown_s: float = TEARDOWN_S,
+) -> NoReturn:
+    """Run the node `make_node()` builds until Ctrl-C, SIGTERM or shutdown, then end the process.
 
     See `spin_nodes`, which this calls with one node.
     """
-    return spin_nodes([make_node], name, args, threads, teardown_s)
+    spin_nodes([make_node], name, args, threads, teardown_s)
 
 
 def spin_nodes(
@@ -45,22 +53,31 @@ def spin_nodes(
     name: str,
     args: list[str] | None = None,
     threads: int = 1,
-    teardown_s: float | None = None,
-) -> int:
-    """Run the nodes `makers` build in one executor until Ctrl-C, SIGTERM or shutdown.
+    teardown_s: float = TEARDOWN_S,
+) -> NoReturn:
+    """Run the nodes `makers` build in one executor until Ctrl-C, SIGTERM or shutdown, then end
+    the process with its exit code: 0, or 1 on an invalid configuration (one FATAL line, no
+    traceback) or a teardown past its deadline.
 
     SIGINT and SIGTERM only set a flag that the spin loop checks between callbacks: rclpy's own
     handler raises KeyboardInterrupt wherever the main thread is, and one raised inside a C++
-    call (taking a message) corrupted rclpy's state, crashing the node as it shut down. An
-    invalid configuration is logged as one FATAL line (no traceback) and exits with 1. Lifecycle
+    call (taking a message) corrupted rclpy's state, crashing the node as it shut down. Lifecycle
     nodes (`ManagedNode`) whose `autostart` parameter is true are configured and activated before
-    spinning (a failed configure is an invalid configuration), and shut down (resources released)
-    on exit. Every node's `close()`, if it has one, runs on every exit path (a recorder must
-    finish its file). `threads` > 1 spins a MultiThreadedExecutor, for nodes whose callback
-    groups let inputs arrive during a long callback. With `teardown_s`, a shutdown that takes
-    longer than that ends the process with exit code 1 after printing every thread's stack to
-    stderr (Python's faulthandler, whose watchdog thread needs no interpreter lock): a node with
-    nothing to save stops promptly even if the middleware's teardown hangs, and says where.
+    spinning (a failed configure is an invalid configuration). `threads` > 1 spins a
+    MultiThreadedExecutor, for nodes whose callback groups let inputs arrive during a long
+    callback.
+
+    Shutting down has two stages. First every node shuts itself down, with no deadline: the
+    lifecycle shutdown transition (the planner holds the arm, models are released) and `close()`
+    where a node has one (a recorder finishes its file). Then the middleware's teardown (nodes
+    destroyed, the context shut down, logs flushed) gets `teardown_s`, enforced by faulthandler's
+    watchdog thread, which needs no interpreter lock: past it every thread's stack goes to stderr
+    and the process exits with 1. (A node process once outlived ros2 launch's SIGINT and SIGTERM,
+    printing nothing, and was killed.) The process ends with `os._exit`, skipping the
+    interpreter's finalization, which would delete the DDS participant in whatever order the
+    garbage collector reaches it, with no deadline and with signals ignored. `destroy_node` (for
+    a ManagedNode, with its lifecycle state machine) has already taken the node's endpoints and
+    its entry out of the ROS graph; the participant's DDS lease expires on its own.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
@@ -82,22 +99,26 @@ def spin_nodes(
         code = 1
     except ExternalShutdownException:
         pass
+    except Exception:  # a bug: its traceback, then the same shutdown
+        traceback.print_exc()
+        code = 1
     finally:
-        if teardown_s is not None:
-            faulthandler.dump_traceback_later(teardown_s, exit=True)
         executor.shutdown(timeout_sec=5.0)  # let a running callback finish before the nodes go
         _retrieve_failed_callbacks(executor)
         for node in reversed(nodes):
             finish(node)
-        rclpy.try_shutdown()
-        # The interpreter's own shutdown (seconds under load) resets Python-set handlers to the
-        # default, so a second Ctrl-C then (a terminal's SIGINT reaches both ros2 launch and the
-        # node, and launch forwards one more) killed the process (exit -2, "process has died").
-        # Ignored signals are left alone; the process is on its way out.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-        faulthandler.cancel_dump_traceback_later()
-    return code
+    # A terminal's Ctrl-C reaches both ros2 launch and the node, and launch forwards one more: a
+    # signal now must not cut the teardown short (exit -2, "process has died"). The deadline
+    # stands in for it.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    faulthandler.dump_traceback_later(teardown_s, exit=True)
+    for node in reversed(nodes):
+        node.destroy_node()
+    rclpy.try_shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def autostart(node: Node) -> None:
@@ -115,13 +136,12 @@ def autostart(node: Node) -> None:
 
 
 def finish(node: Node) -> None:
-    """Shut a node down: the lifecycle shutdown transition (releases resources), close(), destroy."""
+    """A node's own shutdown: the lifecycle shutdown transition (releases resources), close()."""
     if isinstance(node, ManagedNode) and node.state_label in ("unconfigured", "inactive", "active"):
         node.trigger_shutdown()
     close = getattr(node, "close", None)
     if close is not None:
         close()
-    node.destroy_node()
 
 
 def _retrieve_failed_callbacks(executor: Executor) -> None:

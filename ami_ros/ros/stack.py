@@ -13,7 +13,7 @@ releases the GIL while it computes), so encoding a frame does not wait for a pla
 
 from __future__ import annotations
 
-import sys
+from typing import NoReturn
 
 from ami_ros.ros.encoder_node import EncoderNode
 from ami_ros.ros.planner_node import PlannerNode
@@ -24,9 +24,9 @@ THREADS = 4
 """Executor threads: one per node plus one, so the planner's inputs arrive during a tick."""
 
 
-def main(args: list[str] | None = None) -> int:
-    return spin_nodes([EncoderNode, PredictorNode, PlannerNode], "ami_stack", args, threads=THREADS)
+def main(args: list[str] | None = None) -> NoReturn:
+    spin_nodes([EncoderNode, PredictorNode, PlannerNode], "ami_stack", args, threads=THREADS)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
