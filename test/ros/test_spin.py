@@ -77,7 +77,6 @@ def test_a_hung_teardown_ends_the_process_after_its_deadline_with_the_stacks():
 def test_a_lifecycle_node_that_ended_on_ctrl_c_leaves_the_graph_at_once(start_node, ros):
     """The process ends without the interpreter's finalization, so nothing but `destroy_node` takes
     the node out of the graph: not the DDS participant's deletion (its lease is 20 s)."""
-    pytest.importorskip("rclpy")
     node = start_node("ami_ros.ros.encoder_node", {"autostart": False}, name="encoder_node")
     ros.spin_until(lambda: "encoder_node" in ros.node.get_node_names(), 60.0, "encoder_node in the graph")
     node.popen.send_signal(signal.SIGINT)
