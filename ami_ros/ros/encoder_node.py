@@ -21,6 +21,7 @@ waits); a frame in an unsupported encoding is dropped with a throttled error nam
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import NoReturn
 
 import numpy as np
@@ -29,6 +30,7 @@ from sensor_msgs.msg import Image, JointState
 
 from ami_ros.config import EncoderNodeConfig
 from ami_ros.core.buffers import JointStateBuffer
+from ami_ros.core.controller import recent
 from ami_ros.core.preprocess import encode_frame, to_rgb
 from ami_ros.core.stamps import check_stamp
 from ami_ros.ros import conversions as conv
@@ -55,7 +57,7 @@ class EncoderNode(ManagedNode):
         self._pending: Image | None = None
         self._frames = self._latents = self._skew_drops = self._rate_skips = self._errors = 0
         self._last_encoded = -np.inf  # stamp of the last frame encoded
-        self._encode_ms: list[float] = []
+        self._encode_ms: deque[float] = deque(maxlen=200)
         self._last_error = ""
         self._pub = self.create_lifecycle_publisher(Image, "ami/latent", 10)
         self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -123,8 +125,6 @@ class EncoderNode(ManagedNode):
         self._last_encoded = stamp
 
     def _publish_diagnostics(self) -> None:
-        self._encode_ms = self._encode_ms[-200:]
-        ms = self._encode_ms
         level = DiagnosticStatus.OK
         message = "encoding"
         if self._latents == 0:
@@ -139,11 +139,9 @@ class EncoderNode(ManagedNode):
             "rate_skips": self._rate_skips,
             "errors": self._errors,
             "last_error": self._last_error,
-            "encode_ms_p50": f"{np.percentile(ms, 50):.2f}" if ms else "n/a",
-            "encode_ms_p99": f"{np.percentile(ms, 99):.2f}" if ms else "n/a",
             "execution_provider": self.runtime.providers["encoder.onnx"],
             "model_dir": str(self.runtime.model_dir),
-        }
+        } | recent("encode_ms", self._encode_ms)
         self._pub_diag.publish(
             conv.diagnostic(
                 f"{self.get_name()}: encoder", level, message, values, self.get_clock().now().to_msg()
