@@ -52,6 +52,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "episodes_per_shard": args.shard_episodes,
         "compression": args.compression,
+        "jobs": args.jobs,
+        "demo_fraction": args.demo_fraction,
     }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.image_size is not None:
@@ -102,11 +104,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ami_ros.world_model.train import train
 
     cfg = load_yaml(args.config, TrainRunConfig)
+    if args.init_checkpoint or args.freeze_encoder:
+        overrides = {"init_checkpoint": args.init_checkpoint or cfg.train.init_checkpoint}
+        overrides |= {"freeze_encoder": True} if args.freeze_encoder else {}
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
     if args.robot_config:
         check_training_robot(args.robot_config, cfg)
+    if args.resume and not args.out:
+        raise SystemExit("ami-ros train: --resume needs --out (the folder of the run to continue)")
     episodes = read_training_episodes(args.data, cfg.model.image_size, cfg.data)
     out = Path(args.out) if args.out else run_folder(args.output, "train")
-    result = train(cfg, episodes, out, command=" ".join(["ami-ros", *args.argv]))
+    result = train(cfg, episodes, out, command=" ".join(["ami-ros", *args.argv]), resume=args.resume)
     if "metrics" in result:  # rank 0
         print(format_metrics(result["metrics"]))
         print(f"checkpoint: {result['checkpoint']}")
@@ -276,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--shard-episodes", type=int, help="episodes per bag directory")
     collect.add_argument("--image-size", type=int, help="camera image side in pixels")
     collect.add_argument("--compression", choices=("zstd", "lz4", "none"))
+    collect.add_argument("--jobs", type=int, help="worker processes recording shards in parallel")
+    collect.add_argument("--demo-fraction", type=float, help="fraction of goal-directed push demonstrations")
     collect.add_argument("--out", help="output folder (default: a new run folder under --output)")
     collect.add_argument("--output", default="runs")
     collect.set_defaults(func=cmd_collect)
@@ -288,6 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", help="output folder (default: a new run folder under --output)")
     train.add_argument("--output", default="runs")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the unfinished run in --out from its checkpoint"
+    )
+    train.add_argument(
+        "--init-checkpoint", help="start from this checkpoint (overrides train.init_checkpoint)"
+    )
+    train.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="train the predictor only, on cached latents of the --init-checkpoint encoder",
+    )
     train.set_defaults(func=cmd_train)
 
     pose = sub.add_parser("train-pose", help="fit the encoder's pixel pose network on a trained model")

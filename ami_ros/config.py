@@ -273,9 +273,12 @@ class CollectConfig:
     """Seed of the first episode; also seeds the exploration policy."""
     control_period: float = 0.1
     """Seconds of simulated time between commands."""
-    push_fraction: float = 0.6
-    """Fraction of episodes with scripted pushes of the block."""
-    random_fraction: float = 0.25
+    demo_fraction: float = 0.4
+    """Fraction of episodes with goal-directed push demonstrations: the block pushed to the episode's
+    push goal, then the arm to the goal pose (scripted, standing in for teleoperated demonstrations)."""
+    push_fraction: float = 0.35
+    """Fraction of episodes with scripted pushes of the block towards random points."""
+    random_fraction: float = 0.15
     """Fraction of episodes with smooth random joint motion (Ornstein-Uhlenbeck deltas); the rest
     reach random joint configurations across the limits."""
     ou_theta: float = 0.15
@@ -294,6 +297,8 @@ class CollectConfig:
     """MCAP chunk compression: `zstd`, `lz4` or `none`."""
     ground_truth: bool = True
     """Also record /sim/object_pose and /sim/end_effector_pose (probes and evaluation only)."""
+    jobs: int = 1
+    """Worker processes, each recording whole shards (the bags are the same for any number)."""
     sim: SimConfig = dataclasses.field(default_factory=lambda: SimConfig(task="push"))
     """The embedded robot (camera resolution, block placement)."""
 
@@ -304,9 +309,13 @@ class CollectConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if not 0.002 <= self.control_period <= 2.0:
             raise ConfigError(f"control_period must be in [0.002, 2] s, got {self.control_period}")
-        fractions = (self.push_fraction, self.random_fraction)
+        fractions = (self.demo_fraction, self.push_fraction, self.random_fraction)
         if min(fractions) < 0 or sum(fractions) > 1 + 1e-9:
-            raise ConfigError(f"push_fraction, random_fraction must be >= 0 with sum <= 1, got {fractions}")
+            raise ConfigError(
+                f"demo_fraction, push_fraction, random_fraction must be >= 0 with sum <= 1, got {fractions}"
+            )
+        if self.jobs < 1:
+            raise ConfigError(f"jobs must be >= 1, got {self.jobs}")
         lo, hi = self.push_distance
         if not 0.0 < lo <= hi:
             raise ConfigError(f"push_distance must satisfy 0 < min <= max, got {self.push_distance}")
@@ -427,7 +436,7 @@ class TrainConfig:
     steps: int = 3000
     """Optimiser steps."""
     batch_size: int = 32
-    """Windows per step (per process under DDP)."""
+    """Windows per step, over all processes (under DDP each of N processes takes batch_size / N)."""
     lr: float = 1e-3
     """Peak AdamW learning rate (linear warm-up, then cosine decay to lr_min_ratio x lr)."""
     lr_min_ratio: float = 0.05
@@ -462,6 +471,17 @@ class TrainConfig:
     """torch CPU threads (per process)."""
     num_workers: int = 0
     """DataLoader worker processes."""
+    freeze_encoder: bool = False
+    """Keep the encoder of `init_checkpoint` as it is and train the predictor only, on latents encoded
+    once and cached in `latent_cache` (the encoder fields of `model` are then the checkpoint's)."""
+    init_checkpoint: str = ""
+    """A `train` / `train-pose` checkpoint to start from; required with `freeze_encoder`."""
+    init_predictor: bool = True
+    """With `init_checkpoint`: start from its predictor too (false: a fresh one, e.g. a larger one)."""
+    latent_cache: str = ".cache/latents"
+    """Folder of cached latents (named by a hash of encoder weights and data; rebuilt when missing)."""
+    rollout_horizon: int = 0
+    """Predicted steps per training window (0: `model.horizon`); cheap with a frozen encoder."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -472,6 +492,10 @@ class TrainConfig:
             raise ConfigError("need 0 <= ema_momentum <= ema_momentum_end <= 1")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.rollout_horizon < 0:
+            raise ConfigError(f"rollout_horizon must be >= 0, got {self.rollout_horizon}")
+        if self.freeze_encoder and not self.init_checkpoint:
+            raise ConfigError("freeze_encoder needs init_checkpoint: the encoder to keep")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

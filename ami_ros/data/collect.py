@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ami_ros.config import CollectConfig
+from ami_ros.config import CollectConfig, EvalConfig
 from ami_ros.data import messages as m
 from ami_ros.data.bag import BagWriter, default_qos
 from ami_ros.sim import ArmSim
@@ -56,7 +57,7 @@ JOINT_STATE_TOPIC = "/joint_states"
 COMMAND_TOPIC = "/arm_controller/joint_trajectory"
 OBJECT_TOPIC = "/sim/object_pose"
 END_EFFECTOR_TOPIC = "/sim/end_effector_pose"
-POLICIES = ("push", "random", "reach")
+POLICIES = ("demo", "push", "random", "reach")
 MOVED_THRESHOLD = 0.002  # m of block motion in one step that counts as "the block moved"
 
 _BLOCK_CLEARANCE = 0.025 + 0.02  # block half-size + pusher radius: pusher centre at contact
@@ -67,6 +68,7 @@ _MAX_APPROACH_STEPS = 25
 _VIA_POINTS = 60  # random via-points tried when the direct approach would touch the block
 _CLEAR = 0.012  # m an approach keeps between the arm and the block
 _CHECK_STEP = 0.03  # rad between the poses an approach segment is checked at
+_DEMO_DONE = 0.015  # m from its goal at which a demonstration stops pushing the block
 
 
 def _wrap(angle: float) -> float:
@@ -194,6 +196,50 @@ class PushPolicy:
         return not any(self.sim.touches_block(p, block, _CLEAR) for p in points)
 
 
+class DemoPolicy(PushPolicy):
+    """Goal-directed push demonstrations, standing in for a user's teleoperated ones (scripted from the
+    simulator's state, which the recorded bag does not hand to any model).
+
+    Push the block along the line from it to the episode's goal position, re-planning from wherever
+    it ends up, until it lies within `_DEMO_DONE` of the goal; then hold the arm where the push ended
+    (its tip is then where the goal pose has it: touching the block's trailing face). Moving on to the
+    goal's exact joint positions was tried: the null-space motion of the 4-joint arm swept the block
+    off its goal in about half the demonstrations.
+    """
+
+    def __init__(self, sim: ArmSim, config: CollectConfig, rng: np.random.Generator) -> None:
+        super().__init__(sim, config, rng)
+        self._hold: np.ndarray | None = None
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        block = self.sim.state().block_pose[:2]
+        if self._hold is None and np.linalg.norm(block - self.sim.goal.block_pose[:2]) < _DEMO_DONE:
+            self._hold = q.copy()
+        return super().__call__(q) if self._hold is None else self._hold
+
+    def _new_push(self, q: np.ndarray) -> bool:
+        """Plan a push of the block towards the goal; False if none is reachable."""
+        pose = self.sim.state().block_pose
+        block, goal = pose[:2], self.sim.goal.block_pose[:2]
+        gap = float(np.linalg.norm(goal - block))
+        for attempt in range(8):
+            heading = float(np.arctan2(*(goal - block)[::-1])) + (
+                self.rng.normal(0.0, 0.15) if attempt else 0.0
+            )
+            direction = np.array([np.cos(heading), np.sin(heading)])
+            start = block - (_BLOCK_CLEARANCE + _APPROACH_OFFSET) * direction
+            starts = [q, self.rng.uniform(0.8 * self.sim.lower, 0.8 * self.sim.upper)]
+            solutions = [
+                s for s, err in (local_ik(self.sim, q0, start, heading, 30) for q0 in starts) if err < 3e-3
+            ]
+            for q_pre in sorted(solutions, key=lambda s: float(np.abs(s - q).sum())):
+                if (route := self._approach(q, q_pre, pose)) is not None:
+                    self._plan, self._route = (q_pre, start, direction, _APPROACH_OFFSET + gap), route
+                    self._phase, self._steps, self._block = "approach", 0, block.copy()
+                    return True
+        return False
+
+
 class RandomPolicy:
     """Smooth random joint motion: an Ornstein–Uhlenbeck process on the per-step deltas."""
 
@@ -227,6 +273,7 @@ class ReachPolicy:
 
 
 _POLICY_CLASSES: dict[str, Callable[..., Callable[[np.ndarray], np.ndarray]]] = {
+    "demo": DemoPolicy,
     "push": PushPolicy,
     "random": RandomPolicy,
     "reach": ReachPolicy,
@@ -234,8 +281,8 @@ _POLICY_CLASSES: dict[str, Callable[..., Callable[[np.ndarray], np.ndarray]]] = 
 
 
 def choose_policy(config: CollectConfig, rng: np.random.Generator) -> str:
-    p = [config.push_fraction, config.random_fraction]
-    return POLICIES[int(rng.choice(3, p=[*p, max(0.0, 1.0 - sum(p))]))]
+    p = [config.demo_fraction, config.push_fraction, config.random_fraction]
+    return POLICIES[int(rng.choice(4, p=[*p, max(0.0, 1.0 - sum(p))]))]
 
 
 def straight_step(q: np.ndarray, target: np.ndarray, max_delta: np.ndarray) -> np.ndarray:
@@ -261,58 +308,52 @@ def _progress(total: int) -> Any:
 def collect(out_dir: str | Path, config: CollectConfig | None = None) -> dict[str, Any]:
     """Record `config.episodes` exploration episodes as rosbag2 MCAP shards under `out_dir`.
 
+    Shards are recorded by `config.jobs` worker processes; episode i always gets seed `seed + i`,
+    its policy from the same generator, and stamps from `i`, so the bags do not depend on `jobs`.
+
     Returns:
         A summary: episodes, transitions, block_moved_fraction (transitions where the block moved
-        more than 2 mm, overall and per policy), bytes on disk, wall time, shard paths. The same
-        summary is written to `out_dir/collect_summary.json`.
+        more than 2 mm, overall and per policy), how many demonstrations left the block at its goal,
+        bytes on disk, wall time, shard paths. The same summary is written to
+        `out_dir/collect_summary.json`.
     """
     config = config or CollectConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start_wall = time.monotonic()
-    period_ns = round(config.control_period * 1e9)
-    gap_ns = round(config.episode_gap * 1e9)
-    offset_ns = 0
-    moved = {p: [0, 0] for p in POLICIES}  # policy -> [moved transitions, transitions]
-    shards: list[str] = []
-    writer: BagWriter | None = None
-    episode_log: list[dict[str, Any]] = []
+    n_shards = -(-config.episodes // config.episodes_per_shard)
+    jobs = min(config.jobs, n_shards)
     bar = _progress(config.episodes)
-    with ArmSim(config.sim) as sim:
-        max_delta = sim.velocity_limits * config.control_period
-        try:
-            for episode in range(config.episodes):
-                if episode % config.episodes_per_shard == 0:
-                    if writer is not None:
-                        _close_shard(writer, episode_log)
-                    writer = _open_shard(out_dir / f"shard_{len(shards):04d}", config)
-                    shards.append(str(writer.path))
-                    episode_log = []
-                seed = config.seed + episode
-                rng = np.random.default_rng([config.seed, episode, 1])
-                policy_name = choose_policy(config, rng)
-                policy = _POLICY_CLASSES[policy_name](sim, config, rng)
-                sim.reset(seed)
-                blocks, last_ns = _run_episode(sim, writer, policy, config, offset_ns, max_delta)
-                episode_log.append({"seed": seed, "policy": policy_name, "start_ns": offset_ns})
-                steps = np.linalg.norm(np.diff(blocks, axis=0), axis=1)
-                moved[policy_name][0] += int((steps > MOVED_THRESHOLD).sum())
-                moved[policy_name][1] += len(steps)
-                offset_ns = last_ns + period_ns + gap_ns
+    shards: list[dict[str, Any]] = []
+    try:
+        if jobs == 1:
+            results = (_record_shard(out_dir, config, i) for i in range(n_shards))
+            for shard in results:
+                shards.append(shard)
                 if bar is not None:
-                    done = sum(n for _, n in moved.values())
-                    bar.set_postfix(
-                        block_moved=f"{sum(k for k, _ in moved.values()) / max(done, 1):.0%}", refresh=False
-                    )
-                    bar.update(1)
-        finally:
-            if writer is not None:
-                _close_shard(writer, episode_log)
-            if bar is not None:
-                bar.close()
+                    bar.update(len(shard["episodes"]))
+        else:
+            ctx = multiprocessing.get_context("spawn")  # no forked MuJoCo / EGL state
+            with ctx.Pool(jobs) as pool:
+                tasks = [(out_dir, config, i) for i in range(n_shards)]
+                for shard in pool.imap_unordered(_record_shard_args, tasks):
+                    shards.append(shard)
+                    if bar is not None:
+                        bar.update(len(shard["episodes"]))
+    finally:
+        if bar is not None:
+            bar.close()
+    shards.sort(key=lambda sh: sh["path"])
+    episodes = [ep for sh in shards for ep in sh["episodes"]]
     wall = time.monotonic() - start_wall
+    moved = {p: [0, 0] for p in POLICIES}  # policy -> [moved transitions, transitions]
+    for ep in episodes:
+        moved[ep["policy"]][0] += ep["moved"]
+        moved[ep["policy"]][1] += ep["transitions"]
     transitions = sum(n for _, n in moved.values())
-    size = sum(f.stat().st_size for s in shards for f in Path(s).iterdir())
+    demos = [ep["block_to_goal_m"] for ep in episodes if ep["policy"] == "demo"]
+    success_m = EvalConfig().success_m
+    size = sum(f.stat().st_size for sh in shards for f in Path(sh["path"]).iterdir())
     summary = {
         "episodes": config.episodes,
         "steps": config.episodes * config.steps_per_episode,
@@ -320,17 +361,64 @@ def collect(out_dir: str | Path, config: CollectConfig | None = None) -> dict[st
         "block_moved_fraction": sum(k for k, _ in moved.values()) / max(transitions, 1),
         "block_moved_fraction_by_policy": {p: k / n for p, (k, n) in moved.items() if n},
         "transitions_by_policy": {p: n for p, (_, n) in moved.items()},
+        "demonstrations": {
+            "episodes": len(demos),
+            "block_at_goal": int(sum(d < success_m for d in demos)),
+            "block_at_goal_fraction": float(np.mean([d < success_m for d in demos])) if demos else 0.0,
+            "success_m": success_m,
+            "final_block_to_goal_cm_median": float(100 * np.median(demos)) if demos else None,
+        },
         "bytes": size,
         "bytes_per_transition": size / max(transitions, 1),
         "wall_s": round(wall, 3),
+        "jobs": jobs,
         "transitions_per_s": round(transitions / max(wall, 1e-9), 1),
         "image_size": [config.sim.image_height, config.sim.image_width],
         "compression": config.compression,
-        "shards": shards,
+        "shards": [sh["path"] for sh in shards],
     }
     (out_dir / "collect_summary.json").write_text(json.dumps(summary, indent=2))
     log.info("collected %d transitions in %.1f s into %s", transitions, wall, out_dir)
     return summary
+
+
+def _record_shard_args(args: tuple[Path, CollectConfig, int]) -> dict[str, Any]:
+    return _record_shard(*args)
+
+
+def _record_shard(out_dir: Path, config: CollectConfig, index: int) -> dict[str, Any]:
+    """Record shard `index` (its episodes, in order) into `out_dir/shard_NNNN`."""
+    period_ns = round(config.control_period * 1e9)
+    span_ns = config.steps_per_episode * period_ns + round(config.episode_gap * 1e9)
+    first = index * config.episodes_per_shard
+    episodes = range(first, min(first + config.episodes_per_shard, config.episodes))
+    writer = _open_shard(out_dir / f"shard_{index:04d}", config)
+    episode_log: list[dict[str, Any]] = []
+    with ArmSim(config.sim) as sim:
+        max_delta = sim.velocity_limits * config.control_period
+        try:
+            for episode in episodes:
+                seed = config.seed + episode
+                rng = np.random.default_rng([config.seed, episode, 1])
+                policy_name = choose_policy(config, rng)
+                policy = _POLICY_CLASSES[policy_name](sim, config, rng)
+                sim.reset(seed)
+                offset_ns = episode * span_ns
+                blocks = _run_episode(sim, writer, policy, config, offset_ns, max_delta)
+                steps = np.linalg.norm(np.diff(blocks, axis=0), axis=1)
+                episode_log.append(
+                    {
+                        "seed": seed,
+                        "policy": policy_name,
+                        "start_ns": offset_ns,
+                        "moved": int((steps > MOVED_THRESHOLD).sum()),
+                        "transitions": len(steps),
+                        "block_to_goal_m": float(np.linalg.norm(blocks[-1] - sim.goal.block_pose[:2])),
+                    }
+                )
+        finally:
+            _close_shard(writer, episode_log)
+    return {"path": str(writer.path), "episodes": episode_log}
 
 
 def _open_shard(path: Path, config: CollectConfig) -> BagWriter:
@@ -358,11 +446,11 @@ def _run_episode(
     config: CollectConfig,
     offset_ns: int,
     max_delta: np.ndarray,
-) -> tuple[np.ndarray, int]:
+) -> np.ndarray:
     """Run and record one episode from the current reset.
 
     Returns:
-        (T, 2) block positions and the last stamp (ns).
+        (T, 2) block positions.
     """
     blocks = np.empty((config.steps_per_episode, 2))
     names = sim.joint_names
@@ -380,4 +468,4 @@ def _run_episode(
         writer.write(COMMAND_TOPIC, stamp, m.joint_trajectory(names, command, config.control_period, stamp))
         blocks[k] = s.block_pose[:2]
         sim.advance(config.control_period)
-    return blocks, stamp
+    return blocks

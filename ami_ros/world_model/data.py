@@ -70,6 +70,34 @@ class WindowDataset(Dataset):
         }
 
 
+class LatentWindowDataset(Dataset):
+    """Windows of `history + horizon` consecutive cached latents (frozen-encoder training).
+
+    Item: latents (T, N+1, D) float32, joints (T, J), actions (T - 1, J) with T = history + horizon.
+    """
+
+    def __init__(
+        self, latents: Sequence[np.ndarray], episodes: Sequence[Episode], history: int, horizon: int
+    ) -> None:
+        self.latents, self.episodes = list(latents), list(episodes)
+        self.length = history + horizon
+        self.index = [(e, s) for e, z in enumerate(self.latents) for s in range(len(z) - self.length + 1)]
+        if not self.index:
+            raise ValueError(f"no episode has {self.length} frames (history + horizon)")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        e, s = self.index[i]
+        ep, t = self.episodes[e], self.length
+        return {
+            "latents": torch.from_numpy(self.latents[e][s : s + t]),
+            "joints": torch.from_numpy(ep["joints"][s : s + t].astype(np.float32)),
+            "actions": torch.from_numpy(ep["actions"][s : s + t - 1].astype(np.float32)),
+        }
+
+
 def summarize(episodes: Sequence[Episode]) -> dict[str, object]:
     """Training data summary for the manifest."""
     steps = [len(ep["frames"]) for ep in episodes]

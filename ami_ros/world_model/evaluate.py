@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,10 +63,18 @@ def _rollout(model: WorldModel, hist: np.ndarray, acts: np.ndarray, batch: int =
     return np.concatenate(out)
 
 
-def kstep_ratios(model: WorldModel, eps: Sequence[Episode], max_windows: int = 1024) -> list[float]:
-    """Mean squared image-token error of k-step predictions / of copying the last latent, k = 1..H."""
+def kstep_ratios(
+    model: WorldModel,
+    eps: Sequence[Episode],
+    max_windows: int = 1024,
+    latents: Sequence[np.ndarray] | None = None,
+) -> list[float]:
+    """Mean squared image-token error of k-step predictions / of copying the last latent, k = 1..H.
+
+    `latents`: the episodes' latents when already encoded (else encoded here).
+    """
     k, h = model.cfg.history, model.cfg.horizon
-    latents = [encode_episode(model, ep)[0] for ep in eps]
+    latents = list(latents) if latents is not None else [encode_episode(model, ep)[0] for ep in eps]
     hist, acts, fut = _windows(latents, eps, k, h, max_windows)
     pred = _rollout(model, hist, acts)
     err = ((pred - fut)[:, :, :-1] ** 2).mean(axis=(0, 2, 3))
@@ -88,6 +97,122 @@ def ridge_probe(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray) -> np.ndar
     alphas = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
     errs = [((_ridge(x_tr[:cut], y_tr[:cut], x_tr[cut:], a) - y_tr[cut:]) ** 2).mean() for a in alphas]
     return _ridge(x_tr, y_tr, x_te, alphas[int(np.argmin(errs))])
+
+
+class TokenProbe(torch.nn.Module):
+    """A small conv net on the 8x8 grid of image tokens -> block (x, y), normalised."""
+
+    def __init__(self, dim: int, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(dim, 64, 3, padding=1),
+            torch.nn.GELU(),
+            torch.nn.Conv2d(64, 64, 3, stride=2, padding=1),
+            torch.nn.GELU(),
+            torch.nn.Flatten(),
+            torch.nn.Linear(64 * ((grid + 1) // 2) ** 2, 256),
+            torch.nn.GELU(),
+            torch.nn.Linear(256, 2),
+        )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) image tokens -> (B, 2)."""
+        b, _, d = tokens.shape
+        return self.net(tokens.transpose(1, 2).reshape(b, d, self.grid, self.grid))
+
+
+def fit_token_probe(
+    tokens: np.ndarray, xy: np.ndarray, steps: int = 1500, batch: int = 256, seed: int = 0
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Train a `TokenProbe` on (M, N, D) image tokens -> (M, 2) positions (m); returns the probe as a
+    function of (M', N, D) tokens -> (M', 2) positions."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    mu, sd = tokens.mean((0, 1)), tokens.std((0, 1)) + 1e-6
+    ym, ys = xy.mean(0), xy.std(0) + 1e-9
+    x = torch.from_numpy(((tokens - mu) / sd).astype(np.float32))
+    y = torch.from_numpy(((xy - ym) / ys).astype(np.float32))
+    probe = TokenProbe(tokens.shape[-1], round(tokens.shape[1] ** 0.5))
+    opt = torch.optim.AdamW(probe.parameters(), 1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        loss = torch.nn.functional.mse_loss(probe(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    probe.eval()
+
+    @torch.no_grad()
+    def read(t: np.ndarray) -> np.ndarray:
+        z = torch.from_numpy(((t - mu) / sd).astype(np.float32))
+        return np.concatenate([probe(c).numpy() for c in z.split(2048)]) * ys + ym
+
+    return read
+
+
+def block_forecast(
+    model: WorldModel,
+    train_latents: Sequence[np.ndarray],
+    train_eps: Sequence[Episode],
+    val_latents: Sequence[np.ndarray],
+    val_eps: Sequence[Episode],
+    horizons: Sequence[int] = (5, 20),
+    moved: float = 0.01,
+    max_windows: int = 512,
+    seed: int = 0,
+) -> dict:
+    """Does the predictor forecast the block? Ground truth measures it; the model never sees it.
+
+    A probe (`TokenProbe`, trained on the training episodes' true latents) reads the block's (x, y)
+    from latents. On held-out windows whose block moves >= `moved` m within k steps, the block is
+    read k steps ahead from: the predictor's rollout of the recorded actions (`predicted`); the last
+    observed latent (`copy_last`: the block stays where it is); the true latent (`true_latent`: the
+    probe's floor). Median errors in cm; `copy_last_over_predicted` > 1 means the forecast beats
+    copy-last.
+    """
+    k = model.cfg.history
+    windows = {}
+    for h in horizons:
+        idx = [
+            (e, s)
+            for e, ep in enumerate(val_eps)
+            for s in range(len(ep["block_xy"]) - k - h + 1)
+            if np.linalg.norm(ep["block_xy"][s + k - 1 + h] - ep["block_xy"][s + k - 1]) >= moved
+        ]
+        if idx:
+            windows[h] = [
+                idx[i] for i in np.linspace(0, len(idx) - 1, min(max_windows, len(idx))).astype(int)
+            ]
+    out: dict[str, Any] = {"moved_cm": 100 * moved, "horizons": {}}
+    if not windows:
+        return out
+    read = fit_token_probe(
+        np.concatenate([z[:, :-1] for z in train_latents]),
+        np.concatenate([ep["block_xy"] for ep in train_eps]),
+        seed=seed,
+    )
+    for h, idx in windows.items():
+        hist = np.stack([val_latents[e][s : s + k] for e, s in idx])
+        acts = np.stack([val_eps[e]["actions"][s + k - 1 : s + k - 1 + h] for e, s in idx]).astype(np.float32)
+        truth = np.stack([val_eps[e]["block_xy"][s + k - 1 + h] for e, s in idx])
+        pred = _rollout(model, hist, acts)[:, -1, :-1]
+        true_latent = np.stack([val_latents[e][s + k - 1 + h, :-1] for e, s in idx])
+
+        def err(tokens: np.ndarray, truth: np.ndarray = truth) -> float:
+            return float(100 * np.median(np.linalg.norm(read(tokens) - truth, axis=1)))
+
+        f = {
+            "windows": len(idx),
+            "predicted_cm": err(pred),
+            "copy_last_cm": err(hist[:, -1, :-1]),
+            "true_latent_cm": err(true_latent),
+        }
+        f["copy_last_over_predicted"] = f["copy_last_cm"] / max(f["predicted_cm"], 1e-9)
+        out["horizons"][str(h)] = f
+    return out
 
 
 def effective_rank(x: np.ndarray) -> float:
@@ -131,16 +256,20 @@ def evaluate(
     n_transitions: int = 200,
     max_probe_frames: int = 5000,
     seed: int = 0,
+    latents: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
 ) -> dict:
-    """All held-out metrics as a JSON-ready dict (see module docstring)."""
+    """All held-out metrics as a JSON-ready dict (see module docstring).
+
+    `latents`: (train, held-out) episodes' latents when already encoded (`latents.cached_latents`).
+    """
     model.eval()
     enc_val = [encode_episode(model, ep) for ep in val_eps]
-    lat_val = [z for z, _ in enc_val]
-    ratios = kstep_ratios(model, val_eps)
+    lat_val = [z for z, _ in enc_val] if latents is None else list(latents[1])
+    ratios = kstep_ratios(model, val_eps, latents=lat_val)
     ranks = action_ranks(model, lat_val, val_eps, n_actions, n_transitions, seed)
 
     rng = np.random.default_rng(seed)
-    tr = [encode_episode(model, ep)[0] for ep in train_eps]
+    tr = [encode_episode(model, ep)[0] for ep in train_eps] if latents is None else list(latents[0])
     x_tr = np.concatenate([z[:, :-1].reshape(len(z), -1) for z in tr])
     keep = np.sort(rng.permutation(len(x_tr))[:max_probe_frames])
     x_te = np.concatenate([z[:, :-1].reshape(len(z), -1) for z in lat_val])
@@ -161,6 +290,10 @@ def evaluate(
             100 * np.linalg.norm(b_tr.mean(0) - b_te, axis=1).mean()
         )
 
+    forecast = None
+    if "block_xy_error_cm" in probes:
+        forecast = block_forecast(model, tr, train_eps, lat_val, val_eps, seed=seed)
+
     tokens = np.concatenate([z[:, :-1] for z in lat_val])  # (M, N, D)
     flat_tok = tokens.reshape(-1, tokens.shape[-1])
     sample = flat_tok[rng.permutation(len(flat_tok))[:20000]]
@@ -180,6 +313,7 @@ def evaluate(
             "frame_effective_rank": effective_rank(tokens.reshape(len(tokens), -1)[:2000]),
         },
         "heldout_frames": len(tokens),
+        **({"block_forecast": forecast} if forecast else {}),
     }
 
 
@@ -198,6 +332,13 @@ def format_metrics(m: dict) -> str:
         lines.append(
             f"block probe {p['block_xy_error_cm']:.1f} cm "
             f"(mean guess {p['block_xy_mean_guess_error_cm']:.1f} cm)"
+        )
+    for k, f in (m.get("block_forecast") or {}).get("horizons", {}).items():
+        lines.append(
+            f"block forecast k={k} ({f['windows']} held-out windows, block moved >= "
+            f"{m['block_forecast']['moved_cm']:.0f} cm): predicted {f['predicted_cm']:.2f} cm, "
+            f"copy-last {f['copy_last_cm']:.2f} cm ({f['copy_last_over_predicted']:.2f}x), "
+            f"true latent {f['true_latent_cm']:.2f} cm"
         )
     lines.append(
         f"collapse: min dim std {c['token_dim_std_min']:.3f}, token eff. rank {c['token_effective_rank']:.1f}"

@@ -32,6 +32,33 @@ def vicreg(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return variance, covariance
 
 
+def prediction_losses(
+    out: dict[str, torch.Tensor],
+    future_latents: torch.Tensor,
+    future_joints: torch.Tensor,
+    limits: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The predictor's loss terms, shared by end-to-end and frozen-encoder training.
+
+    Args:
+        out: `Predictor.windows` outputs: teacher, rollout (B, H, N+1, D).
+        future_latents: (B, H, N+1, D) target latents of frames K..T-1 (no gradient).
+        future_joints: (B, H, J) recorded joint positions of the same frames, rad.
+        limits: (J,) joint limits, rad.
+    Returns:
+        teacher, rollout (image-token MSE), joints (predicted joints, limit-normalised MSE).
+    """
+    tgt = future_latents[:, :, :-1]
+    q = future_joints / limits
+    nj = limits.shape[0]
+    return {
+        "teacher": (out["teacher"][:, :, :-1] - tgt).pow(2).mean(),
+        "rollout": (out["rollout"][:, :, :-1] - tgt).pow(2).mean(),
+        "joints": (out["teacher"][:, :, -1, :nj] - q).pow(2).mean() / 2
+        + (out["rollout"][:, :, -1, :nj] - q).pow(2).mean() / 2,
+    }
+
+
 def jepa_losses(
     out: dict[str, torch.Tensor],
     target_latents: torch.Tensor,
@@ -51,20 +78,10 @@ def jepa_losses(
         teacher, rollout (image-token MSE), joints (image joint head + predicted
         joints, limit-normalised MSE), variance, covariance (VICReg on online image tokens).
     """
-    tgt = target_latents[:, 1:, :-1]  # frames K..T-1
-    future_q = joints[:, history:] / limits  # (B, H, J)
-    nj = limits.shape[0]
-    pred_q = torch.cat([out["teacher"][:, :, -1, :nj], out["rollout"][:, :, -1, :nj]], dim=1)
+    terms = prediction_losses(out, target_latents[:, 1:], joints[:, history:], limits)
     joint_head = (out["joints_tokens"] / limits - joints / limits).pow(2).mean()
     if out["joints_est"] is not out["joints_tokens"]:  # a pose network: supervised the same way
         joint_head = joint_head + (out["joints_est"] / limits - joints / limits).pow(2).mean()
-    joint_pred = (pred_q - torch.cat([future_q, future_q], dim=1)).pow(2).mean()
-    tokens = out["latents"][:, :, :-1]
-    variance, covariance = vicreg(tokens.flatten(0, 1))
-    return {
-        "teacher": (out["teacher"][:, :, :-1] - tgt).pow(2).mean(),
-        "rollout": (out["rollout"][:, :, :-1] - tgt).pow(2).mean(),
-        "joints": joint_head + joint_pred,
-        "variance": variance,
-        "covariance": covariance,
-    }
+    terms["joints"] = terms["joints"] + joint_head
+    variance, covariance = vicreg(out["latents"][:, :, :-1].flatten(0, 1))
+    return terms | {"variance": variance, "covariance": covariance}

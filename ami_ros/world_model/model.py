@@ -171,10 +171,14 @@ class Encoder(nn.Module):
 
         Returns: latent (B, N+1, D), joints_est (B, J).
         """
-        tokens = self.image_tokens(images)
+        latent = self.latent(images, joints)
+        q_est = self.pose(images) if self.pose_net is not None else self.joints_from_tokens(latent[:, :-1])
+        return latent, q_est
+
+    def latent(self, images: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 RGB, (B, J) rad -> latent (B, N+1, D), without the joint estimate."""
         proprio = proprio_embedding(joints, self.limits, self.cfg.latent_dim)
-        q_est = self.pose(images) if self.pose_net is not None else self.joints_from_tokens(tokens)
-        return torch.cat([tokens, proprio[:, None]], dim=1), q_est
+        return torch.cat([self.image_tokens(images), proprio[:, None]], dim=1)
 
 
 class FiLMBlock(nn.Module):
@@ -241,6 +245,24 @@ class Predictor(nn.Module):
             history = torch.cat([history[:, 1:], nxt[:, None]], dim=1)
         return torch.stack(preds, dim=1)
 
+    def windows(self, latents: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The predictions training scores, over windows of T = K + H latents.
+
+        Args:
+            latents: (B, T, N+1, D); actions: (B, T - 1, J), actions[:, t] leads from t to t + 1.
+        Returns:
+            teacher (B, H, N+1, D): one-step predictions of latents K..T-1 from the true history;
+            rollout (B, H, N+1, D): the same latents predicted from the first K, autoregressively.
+        """
+        b, t = latents.shape[:2]
+        k = self.cfg.history
+        hist = torch.stack([latents[:, i : i + k] for i in range(t - k)], dim=1)  # (B, H, K, N+1, D)
+        teacher = self(hist.flatten(0, 1), actions[:, k - 1 :].flatten(0, 1))
+        return {
+            "teacher": teacher.view(b, t - k, *latents.shape[2:]),
+            "rollout": self.rollout(latents[:, :k], actions[:, k - 1 :]),
+        }
+
 
 def latent_joints(latent: torch.Tensor, limits: torch.Tensor) -> torch.Tensor:
     """(..., N+1, D) latent -> (..., J) joint positions decoded from its proprio token."""
@@ -272,23 +294,13 @@ class WorldModel(nn.Module):
             rollout (B, H, N+1, D) predictions of the same frames from the first K, autoregressive.
         """
         b, t = frames.shape[:2]
-        k = self.cfg.history
-        h = t - k
         z, q_est = self.encoder(frames.flatten(0, 1), joints.flatten(0, 1))
         z, q_est = z.view(b, t, *z.shape[1:]), q_est.view(b, t, -1)
         q_tok = q_est
         if self.encoder.pose_net is not None:  # the token joint head, trained as an auxiliary
             q_tok = self.encoder.joints_from_tokens(z[:, :, :-1].flatten(0, 1)).view(b, t, -1)
-        hist = torch.stack([z[:, i : i + k] for i in range(h)], dim=1)  # (B, H, K, N+1, D)
-        teacher = self.predictor(hist.flatten(0, 1), actions[:, k - 1 :].flatten(0, 1))
-        rollout = self.predictor.rollout(z[:, :k], actions[:, k - 1 :])
-        return {
-            "latents": z,
-            "joints_est": q_est,
-            "joints_tokens": q_tok,
-            "teacher": teacher.view(b, h, *z.shape[2:]),
-            "rollout": rollout,
-        }
+        out = {"latents": z, "joints_est": q_est, "joints_tokens": q_tok}
+        return out | self.predictor.windows(z, actions)
 
 
 def count_parameters(module: nn.Module) -> int:

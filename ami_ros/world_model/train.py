@@ -1,7 +1,18 @@
 """Train the JEPA world model: `train(config, episodes, out_dir)`, used by `ami-ros train`.
 
-CPU, one GPU (`train.device`), or several GPUs under `torchrun` (DDP when WORLD_SIZE > 1; only
-rank 0 writes). Writes to `out_dir`: checkpoint.pt (plain state dicts + config, loads with
+Two modes, one loop:
+- end to end (default): encoder + predictor from frames, EMA target + VICReg + joint supervision;
+- frozen encoder (`train.freeze_encoder`): the encoder of `train.init_checkpoint` is kept as it is,
+  every frame is encoded once (cached on disk, `latents.py`), and only the predictor trains, on
+  latent windows: minutes, not an hour.
+
+CPU, one GPU (`train.device`), or several processes under `torchrun` (DDP when WORLD_SIZE > 1:
+NCCL on GPUs, gloo on CPU; `batch_size` is split across them, so N processes take the same steps
+as one; only rank 0 writes). Batches are drawn per step from a generator seeded by (seed, step),
+so a run resumed from its checkpoint (`resume=True`: model, EMA target, optimiser, schedule, RNG,
+log) continues exactly as the uninterrupted run would have.
+
+Writes to `out_dir`: checkpoint.pt (plain state dicts + config, loads with
 `torch.load(..., weights_only=True)`), metrics.json (evaluate.py), curves.png, train_log.json.
 """
 
@@ -14,23 +25,42 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ami_ros.config import TrainRunConfig, from_dict
-from ami_ros.world_model.data import Episode, WindowDataset, check_episode, split_episodes, summarize
+from ami_ros.config import ConfigError, TrainRunConfig, from_dict
+from ami_ros.world_model.data import (
+    Episode,
+    LatentWindowDataset,
+    WindowDataset,
+    check_episode,
+    split_episodes,
+    summarize,
+)
 from ami_ros.world_model.evaluate import evaluate, kstep_ratios
-from ami_ros.world_model.losses import jepa_losses
-from ami_ros.world_model.model import WorldModel
+from ami_ros.world_model.latents import cached_latents
+from ami_ros.world_model.losses import jepa_losses, prediction_losses
+from ami_ros.world_model.model import Predictor, WorldModel
 
 log = logging.getLogger(__name__)
 LOSS_TERMS = ("teacher", "rollout", "joints", "variance", "covariance")
+ENCODER_FIELDS = (
+    "image_size",
+    "patch_size",
+    "encoder_dim",
+    "encoder_depth",
+    "encoder_heads",
+    "latent_dim",
+    "joint_names",
+    "joint_limits",
+    "pose_channels",
+)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -54,17 +84,22 @@ def _plain(obj: Any) -> Any:
 def save_checkpoint(
     path: Path, cfg: TrainRunConfig, model: WorldModel, target: torch.nn.Module, **extra: Any
 ) -> None:
-    """Plain state dicts + config dict; `encoder` is the online encoder (the one exported)."""
+    """Plain state dicts + config dict; `encoder` is the online encoder (the one exported).
+
+    Written to a temporary file, then renamed: a run killed while saving keeps its last checkpoint.
+    """
+    tmp = path.with_suffix(".tmp")
     torch.save(
         {
             "config": _plain(dataclasses.asdict(cfg)),
             "encoder": model.encoder.state_dict(),
             "target_encoder": target.state_dict(),
             "predictor": model.predictor.state_dict(),
-            **_plain(extra),
+            **{k: v if isinstance(v, dict) and k.endswith("_state") else _plain(v) for k, v in extra.items()},
         },
-        path,
+        tmp,
     )
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[WorldModel, TrainRunConfig, dict]:
@@ -85,9 +120,9 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+def _optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
 
@@ -96,6 +131,40 @@ def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.
 def ema_update(target: torch.nn.Module, online: torch.nn.Module, momentum: float) -> None:
     for t, o in zip(target.parameters(), online.parameters(), strict=True):
         t.lerp_(o, 1.0 - momentum)
+
+
+class StepBatches(Sampler[list[int]]):
+    """Each step's batch of window indices, drawn (with replacement) from a generator seeded by
+    (seed, step); under DDP each rank takes its contiguous share of the same draw.
+
+    A batch depends only on the step, so a resumed run sees exactly the batches the uninterrupted run
+    would have, and N processes together see the batches one process would.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, steps: range, rank: int = 0, world: int = 1) -> None:
+        if batch % world:
+            raise ConfigError(f"train.batch_size {batch} must be a multiple of the {world} DDP processes")
+        self.n, self.batch, self.seed, self.steps = n, batch, seed, steps
+        self.share = slice(rank * batch // world, (rank + 1) * batch // world)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in self.steps:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            yield torch.randint(self.n, (self.batch,), generator=gen)[self.share].tolist()
+
+
+class _PredictorWindows(torch.nn.Module):
+    """`Predictor.windows` as a module's forward, so DDP can wrap frozen-encoder training."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, latents: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.predictor.windows(latents, actions)
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> None:
@@ -107,7 +176,8 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     steps = [h["step"] for h in history]
     for term in (*LOSS_TERMS, "total"):
-        axes[0].plot(steps, [h[term] for h in history], label=term)
+        if all(term in h for h in history):
+            axes[0].plot(steps, [h[term] for h in history], label=term)
     axes[0].set(xlabel="step", ylabel="loss", yscale="log", title="training losses")
     axes[0].legend()
     val = [h for h in history if "val_k1_ratio" in h]
@@ -122,18 +192,38 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
+def _frozen_start(cfg: TrainRunConfig) -> tuple[TrainRunConfig, dict]:
+    """The run's config with the encoder fields of `init_checkpoint` (the encoder is that one), and
+    the checkpoint."""
+    tc = cfg.train
+    if not tc.init_checkpoint:
+        raise ConfigError("train.freeze_encoder needs train.init_checkpoint (the encoder to keep)")
+    ckpt = torch.load(tc.init_checkpoint, map_location="cpu", weights_only=True)
+    init_model = from_dict(TrainRunConfig, ckpt["config"]).model
+    fields = {f: getattr(init_model, f) for f in ENCODER_FIELDS}
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **fields)), ckpt
+
+
 def train(
     cfg: TrainRunConfig,
     episodes: Sequence[Episode],
     out_dir: str | Path,
     command: str = "",
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train on `episodes` (split by episode into train / held-out), evaluate, write to `out_dir`.
+
+    With `resume`, continue from `out_dir/checkpoint.pt` when it holds an unfinished run of the same
+    configuration (else start afresh).
 
     Returns (on every rank) a summary: checkpoint path, metrics, data summary, wall time.
     """
     t_start = time.time()
-    mc, tc = cfg.model, cfg.train
+    tc = cfg.train
+    init: dict | None = None
+    if tc.freeze_encoder:
+        cfg, init = _frozen_start(cfg)
+    mc = cfg.model
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(tc.device, local_rank)
@@ -149,38 +239,56 @@ def train(
     for ep in episodes:
         check_episode(ep, mc.image_size, len(mc.joint_names))
     train_eps, val_eps = split_episodes(episodes, tc.val_fraction, tc.seed)
-    dataset = WindowDataset(train_eps, mc.history, mc.horizon)
-    gen = torch.Generator().manual_seed(tc.seed)
-    if world > 1:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed)
-    else:
-        sampler = RandomSampler(
-            dataset, replacement=True, num_samples=tc.steps * tc.batch_size, generator=gen
-        )
-    loader = DataLoader(
-        dataset,
-        batch_size=tc.batch_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=tc.num_workers,
-        pin_memory=device.type == "cuda",
-        generator=gen,
-    )
+    horizon = tc.rollout_horizon or mc.horizon
 
     torch.manual_seed(tc.seed)  # parameter init (same on every rank; DDP also broadcasts)
-    model = WorldModel(mc).to(device)
+    model = WorldModel(mc)
+    latents: tuple[list, list] | None = None
+    if init is not None:
+        model.encoder.load_state_dict(init["encoder"])
+        if tc.init_predictor:
+            model.predictor.load_state_dict(init["predictor"])
+        model.encoder.requires_grad_(False)
+        t0 = time.time()
+        latents = (
+            cached_latents(model.encoder, train_eps, tc.latent_cache),
+            cached_latents(model.encoder, val_eps, tc.latent_cache),
+        )
+        log.info("latents ready in %.1f s", time.time() - t0)
+        dataset: Dataset = LatentWindowDataset(latents[0], train_eps, mc.history, horizon)
+    else:
+        dataset = WindowDataset(train_eps, mc.history, horizon)
+    model = model.to(device)
     target = copy.deepcopy(model.encoder).requires_grad_(False)
+    trained = model.predictor if tc.freeze_encoder else model
+    module: torch.nn.Module = _PredictorWindows(model.predictor) if tc.freeze_encoder else model
     net = (
         torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None
+            module, device_ids=[device] if device.type == "cuda" else None
         )
         if world > 1
-        else model
+        else module
     )
-    opt = _optimizer(model, tc.lr, tc.weight_decay)
+    opt = _optimizer(list(trained.parameters()), tc.lr, tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.lr_min_ratio)
     )
+    history: list[dict[str, float]] = []
+    start = 0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if from_dict(TrainRunConfig, state["config"]) != cfg:
+            raise ConfigError(f"{ckpt_path} was written by another configuration: cannot resume from it")
+        if "optimizer_state" in state:
+            model.encoder.load_state_dict(state["encoder"])
+            model.predictor.load_state_dict(state["predictor"])
+            target.load_state_dict(state["target_encoder"])
+            opt.load_state_dict(state["optimizer_state"])
+            sched.load_state_dict(state["scheduler_state"])
+            torch.set_rng_state(state["rng_state"]["torch"])
+            history, start = state["log"], state["step"]  # steps completed
+            log.info("resumed from %s at step %d of %d", ckpt_path, start, tc.steps)
     weights = {
         "teacher": tc.w_teacher,
         "rollout": tc.w_rollout,
@@ -189,21 +297,17 @@ def train(
         "covariance": tc.w_covariance,
     }
     limits = model.encoder.limits
-    history: list[dict[str, float]] = []
     log_every = max(1, tc.steps // 200)
+    sampler = StepBatches(len(dataset), tc.batch_size, tc.seed, range(start, tc.steps), rank, world)
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, num_workers=tc.num_workers, pin_memory=device.type == "cuda"
+    )
 
-    def batches():
-        epoch = 0
-        while True:
-            if isinstance(sampler, DistributedSampler):
-                sampler.set_epoch(epoch)
-            yield from loader
-            epoch += 1
-
-    data_iter = batches()
-    bar = tqdm(range(tc.steps), desc="train", disable=rank != 0, dynamic_ncols=True)
-    for step in bar:
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(data_iter).items()}
+    def losses(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if tc.freeze_encoder:
+            out = net(batch["latents"], batch["actions"])
+            k = mc.history
+            return prediction_losses(out, batch["latents"][:, k:], batch["joints"][:, k:], limits)
         out = net(batch["frames"], batch["joints"], batch["actions"])
         if tc.ema_momentum_end == 0:  # target = online encoder, stop-gradient: no second pass needed
             tgt = out["latents"][:, mc.history - 1 :].detach()
@@ -212,19 +316,38 @@ def train(
                 future = batch["frames"][:, mc.history - 1 :]  # frames K-1..T-1
                 tgt, _ = target(future.flatten(0, 1), batch["joints"][:, mc.history - 1 :].flatten(0, 1))
                 tgt = tgt.view(*future.shape[:2], *tgt.shape[1:])
-        terms = jepa_losses(out, tgt, batch["joints"], limits, mc.history)
+        return jepa_losses(out, tgt, batch["joints"], limits, mc.history)
+
+    def deploy() -> WorldModel:
+        return _deploy(model)
+
+    def resume_state() -> dict[str, Any]:
+        return {
+            "log": history,
+            "optimizer_state": opt.state_dict(),
+            "scheduler_state": sched.state_dict(),
+            "rng_state": {"torch": torch.get_rng_state()},
+        }
+
+    model.train()
+    bar = tqdm(total=tc.steps, initial=start, desc="train", disable=rank != 0, dynamic_ncols=True)
+    for step, batch in zip(range(start, tc.steps), loader, strict=True):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        terms = losses(batch)
         loss = sum(weights[k] * v for k, v in terms.items())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), tc.grad_clip)
         opt.step()
         sched.step()
-        progress = step / max(1, tc.steps - 1)
-        momentum = tc.ema_momentum_end - (tc.ema_momentum_end - tc.ema_momentum) * 0.5 * (
-            1 + math.cos(math.pi * progress)
-        )
-        ema_update(target, model.encoder, momentum)
+        if not tc.freeze_encoder:
+            progress = step / max(1, tc.steps - 1)
+            momentum = tc.ema_momentum_end - (tc.ema_momentum_end - tc.ema_momentum) * 0.5 * (
+                1 + math.cos(math.pi * progress)
+            )
+            ema_update(target, model.encoder, momentum)
+        bar.update(1)
 
         evaluate_now = rank == 0 and tc.eval_every and step > 0 and step % tc.eval_every == 0
         if step % log_every == 0 or step == tc.steps - 1 or evaluate_now:
@@ -235,31 +358,38 @@ def train(
                 **{k: v.item() for k, v in terms.items()},
             }
             if evaluate_now:
-                ratios = kstep_ratios(_deploy(model, target), val_eps, max_windows=256)
+                val_latents = latents[1] if latents else None
+                ratios = kstep_ratios(deploy(), val_eps, max_windows=256, latents=val_latents)
                 rec |= {"val_k1_ratio": ratios[0], "val_kH_ratio": ratios[-1]}
                 model.train()
             history.append(rec)
-            bar.set_postfix(
-                loss=f"{rec['total']:.3f}", tf=f"{rec['teacher']:.3f}", ro=f"{rec['rollout']:.3f}"
-            )
+            bar.set_postfix(loss=f"{rec['total']:.3f}", ro=f"{rec['rollout']:.3f}")
         if rank == 0 and tc.checkpoint_every and step > 0 and step % tc.checkpoint_every == 0:
-            save_checkpoint(out_dir / "checkpoint.pt", cfg, model, target, step=step)
+            save_checkpoint(ckpt_path, cfg, model, target, step=step + 1, **resume_state())
+    bar.close()
 
     data_summary = summarize(episodes) | {"train_episodes": len(train_eps), "val_episodes": len(val_eps)}
-    result: dict[str, Any] = {"checkpoint": str(out_dir / "checkpoint.pt"), "data": data_summary}
+    result: dict[str, Any] = {"checkpoint": str(ckpt_path), "data": data_summary}
     if rank == 0:
-        deploy = _deploy(model, target)
-        metrics = evaluate(deploy, train_eps, val_eps, seed=tc.seed)
+        final = deploy()
+        if latents is None:
+            latents = (
+                cached_latents(final.encoder, train_eps, tc.latent_cache),
+                cached_latents(final.encoder, val_eps, tc.latent_cache),
+            )
+        metrics = evaluate(final, train_eps, val_eps, seed=tc.seed, latents=latents)
         wall = time.time() - t_start
         save_checkpoint(
-            out_dir / "checkpoint.pt",
+            ckpt_path,
             cfg,
             model,
             target,
             step=tc.steps,
-            wall_time_s=wall,
+            **resume_state(),
+            wall_time_s=float(init.get("wall_time_s") or 0.0) + wall if init else wall,
             data=data_summary,
-            command=command,
+            command=" && ".join(filter(None, [init.get("command", "") if init else "", command])),
+            **({"pose_training": init["pose_training"]} if init and "pose_training" in init else {}),
         )
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (out_dir / "train_log.json").write_text(json.dumps(history))
@@ -277,7 +407,7 @@ def train(
     return result
 
 
-def _deploy(model: WorldModel, target: torch.nn.Module) -> WorldModel:
+def _deploy(model: WorldModel) -> WorldModel:
     """The model as exported: online encoder + predictor, eval mode.
 
     As in BYOL, the online encoder is kept: the predictor was trained on its latents, while the

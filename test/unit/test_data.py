@@ -25,7 +25,8 @@ TINY = CollectConfig(
     steps_per_episode=10,
     episodes_per_shard=2,
     seed=5,
-    push_fraction=0.5,
+    demo_fraction=0.25,
+    push_fraction=0.25,
     sim=SimConfig(image_width=32, image_height=32, task="push"),
 )
 
@@ -176,11 +177,41 @@ def test_collected_bags_give_episodes_and_windows(collected):
 
 def test_scripted_pushes_move_the_block(tmp_path):
     config = dataclasses.replace(
-        TINY, episodes=2, steps_per_episode=30, push_fraction=1.0, random_fraction=0.0
+        TINY, episodes=2, steps_per_episode=30, demo_fraction=0.0, push_fraction=1.0, random_fraction=0.0
     )
     summary = collect(tmp_path, config)
     assert summary["transitions_by_policy"]["push"] == 2 * 29
     assert summary["block_moved_fraction_by_policy"]["push"] > 0.0
+
+
+def test_push_demonstrations_bring_the_block_to_its_goal(tmp_path):
+    """Goal-directed demonstrations: recorded like any episode, and most leave the block at its goal
+    (the figure `collect` reports)."""
+    config = dataclasses.replace(
+        TINY, episodes=6, steps_per_episode=60, episodes_per_shard=3, seed=7000,
+        demo_fraction=1.0, push_fraction=0.0, random_fraction=0.0,
+    )  # fmt: skip
+    summary = collect(tmp_path, config)
+    demos = summary["demonstrations"]
+    assert demos["episodes"] == 6 and summary["transitions_by_policy"]["demo"] == 6 * 59
+    assert demos["block_at_goal"] >= 3, demos
+    assert summary["block_moved_fraction_by_policy"]["demo"] > 0.05
+    assert len(read_episodes(tmp_path)) == 6
+
+
+def test_parallel_collection_writes_the_same_bags(tmp_path):
+    config = dataclasses.replace(TINY, episodes=3, episodes_per_shard=1)
+    serial = collect(tmp_path / "serial", config)
+    parallel = collect(tmp_path / "parallel", dataclasses.replace(config, jobs=2))
+    assert parallel["jobs"] == 2 and len(parallel["shards"]) == 3
+    for key in ("transitions", "block_moved_fraction", "transitions_by_policy", "demonstrations"):
+        assert parallel[key] == serial[key], key
+    a, b = read_episodes(tmp_path / "serial"), read_episodes(tmp_path / "parallel")
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.frames, y.frames)
+        np.testing.assert_array_equal(x.actions, y.actions)
+        np.testing.assert_array_equal(x.stamps, y.stamps)
 
 
 def test_scripted_approaches_keep_clear_of_the_block():
@@ -189,7 +220,7 @@ def test_scripted_approaches_keep_clear_of_the_block():
     from ami_ros.data.collect import _CLEAR, PushPolicy, straight_step
     from ami_ros.sim import ArmSim
 
-    config = dataclasses.replace(TINY, push_fraction=1.0, random_fraction=0.0)
+    config = dataclasses.replace(TINY, demo_fraction=0.0, push_fraction=1.0, random_fraction=0.0)
     planned = via = 0
     with ArmSim(config.sim) as sim:
         for seed in range(12):
