@@ -494,8 +494,6 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.rollout_horizon < 0:
             raise ConfigError(f"rollout_horizon must be >= 0, got {self.rollout_horizon}")
-        if self.freeze_encoder and not self.init_checkpoint:
-            raise ConfigError("freeze_encoder needs init_checkpoint: the encoder to keep")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

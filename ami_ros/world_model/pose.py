@@ -23,6 +23,7 @@ import torch.nn.functional as F  # noqa: N812
 from ami_ros.config import PoseTrainConfig, TrainRunConfig, from_dict
 from ami_ros.world_model.data import Episode, split_episodes
 from ami_ros.world_model.evaluate import evaluate
+from ami_ros.world_model.latents import cached_latents
 from ami_ros.world_model.model import Encoder, WorldModel
 from ami_ros.world_model.train import save_checkpoint
 
@@ -99,7 +100,9 @@ def train_pose(
         history.append({"epoch": epoch + 1, "val_mae_rad": mae.tolist(), "wall_s": time.time() - t0})
         log.info("epoch %d/%d: held-out joint error %s rad", epoch + 1, cfg.epochs, np.round(mae, 3).tolist())
 
-    metrics = evaluate(model, train_eps, val_eps)
+    cache = run_cfg.train.latent_cache  # the latent does not depend on the pose network: reused
+    latents = (cached_latents(model.encoder, train_eps, cache), cached_latents(model.encoder, val_eps, cache))
+    metrics = evaluate(model, train_eps, val_eps, latents=latents)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.time() - t0

@@ -219,3 +219,25 @@ def test_train_policy_adds_a_proposal_that_the_runtime_opens(trained, tmp_path):
     (out / "policy.onnx").write_bytes(b"tampered")
     with pytest.raises(ModelLoadError, match="sha256 mismatch"):
         load_model(out)
+
+
+def test_predictor_only_retrain_from_the_command_line_exports(trained, tmp_path, capsys):
+    """`ami-ros train --freeze-encoder --init-checkpoint`: the checkpoint's encoder, a retrained
+    predictor, a longer training rollout; resumable (`--resume` on a finished run re-evaluates only)
+    and exportable like any checkpoint."""
+    run, bags, tiny = trained["out"] / "train", trained["out"] / "bags", ROOT / "config" / "train_tiny.yaml"
+    args = ["train", "--config", str(tiny), "--data", str(bags), "--out", str(tmp_path / "pred")]
+    args += ["--init-checkpoint", str(run / "checkpoint.pt"), "--freeze-encoder"]
+    assert cli.main(args) == 0
+    assert cli.main([*args, "--resume"]) == 0
+    before, _, _ = load_checkpoint(run / "checkpoint.pt")
+    after, cfg, ckpt = load_checkpoint(tmp_path / "pred" / "checkpoint.pt")
+    assert cfg.train.freeze_encoder and ckpt["step"] == cfg.train.steps
+    for name, value in before.encoder.state_dict().items():
+        assert torch.equal(value, after.encoder.state_dict()[name]), name
+    assert not torch.equal(before.predictor.out.weight, after.predictor.out.weight)
+    assert ckpt["command"].startswith("ami-ros train --config") and "--freeze-encoder" in ckpt["command"]
+    model = tmp_path / "model"
+    export = ["export", "--checkpoint", str(tmp_path / "pred" / "checkpoint.pt"), "--out", str(model)]
+    assert cli.main(export) == 0
+    assert load_model(model, expected_joint_names=JOINTS).horizon == trained["cfg"].model.horizon

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The shipped model's full retrain, timed stage by stage (the training benchmark):
+#   collect (JOBS worker processes) -> train end to end (config/train.yaml)
+#   -> train-pose -> train the predictor on cached latents (config/train_predictor.yaml) -> export.
+# Each stage resumes or is skipped when its output is already there, so a killed retrain is
+# started again with the same command. Writes $OUT/retrain.json (seconds per stage, total) and
+# prints it. Environment: OUT (default runs/retrain), EPISODES (800), JOBS (2), THREADS (torch
+# threads per training process, default 1: on a busy 2-core machine 2 threads oversubscribe),
+# POSE_EPOCHS (6), MODEL (default $OUT/model; models/tabletop_arm ships).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_LOCALHOST_ONLY=1 MUJOCO_GL=${MUJOCO_GL:-egl}
+OUT=${OUT:-runs/retrain}
+EPISODES=${EPISODES:-800}
+JOBS=${JOBS:-2}
+THREADS=${THREADS:-1}
+POSE_EPOCHS=${POSE_EPOCHS:-6}
+MODEL=${MODEL:-$OUT/model}
+AMI=${AMI:-.venv/bin/ami-ros}
+mkdir -p "$OUT"
+TIMES="$OUT/stage_times.tsv"
+touch "$TIMES"
+
+stage() {  # stage NAME DONE_FILE COMMAND...: run COMMAND unless DONE_FILE exists; record its seconds
+  local name=$1 done_file=$2
+  shift 2
+  if [ -n "$done_file" ] && [ -e "$done_file" ]; then
+    echo "retrain: $name already done ($done_file)"
+    return
+  fi
+  echo "retrain: $name: $*"
+  local t0
+  t0=$(date +%s%N)
+  "$@"
+  printf '%s\t%s\n' "$name" "$((($(date +%s%N) - t0) / 1000000))" >>"$TIMES"  # ms
+}
+
+with_threads() {  # a training YAML with train.num_threads set, beside the run
+  local src=$1 dst=$OUT/$(basename "$1")
+  sed "s/^\(  num_threads:\).*/\1 $THREADS/" "$src" >"$dst"
+  echo "$dst"
+}
+
+stage collect "$OUT/data/collect_summary.json" \
+  "$AMI" collect --episodes "$EPISODES" --jobs "$JOBS" --out "$OUT/data"
+stage train "$OUT/train/metrics.json" \
+  "$AMI" train --config "$(with_threads config/train.yaml)" --data "$OUT/data" --out "$OUT/train" --resume
+stage train-pose "$OUT/pose/metrics.json" \
+  "$AMI" train-pose --checkpoint "$OUT/train/checkpoint.pt" --data "$OUT/data" --out "$OUT/pose" \
+  --epochs "$POSE_EPOCHS"
+stage train-predictor "$OUT/predictor/metrics.json" \
+  "$AMI" train --config "$(with_threads config/train_predictor.yaml)" --data "$OUT/data" \
+  --init-checkpoint "$OUT/pose/checkpoint.pt" --out "$OUT/predictor" --resume
+stage export "" \
+  "$AMI" export --checkpoint "$OUT/predictor/checkpoint.pt" --out "$MODEL" --data "$OUT/data"
+
+.venv/bin/python - "$OUT" "$TIMES" <<'EOF'
+import json, subprocess, sys, datetime
+out, times = sys.argv[1], sys.argv[2]
+stages = {}
+for line in open(times):
+    name, ms = line.split("\t")
+    stages[name] = stages.get(name, 0.0) + float(ms) / 1000
+report = {
+    "command": "scripts/retrain.sh",
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+    "stages_s": {k: round(v, 1) for k, v in stages.items()},
+    "total_s": round(sum(stages.values()), 1),
+    "predictor_only_s": round(stages.get("train-predictor", 0.0), 1),
+}
+json.dump(report, open(f"{out}/retrain.json", "w"), indent=2)
+print(json.dumps(report, indent=2))
+EOF
