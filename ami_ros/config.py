@@ -902,6 +902,9 @@ class PredictorNodeConfig:
     not behaving as the model expects."""
     surprise_window: int = 10
     """Consecutive forecasts above the threshold before /diagnostics warns."""
+    stillness_threshold: float = 100.0
+    """WARN when every forecast of the window has joints moving this many rad per unit of image-token
+    change (`Forecaster`'s stillness): the camera image stays the same while the arm moves."""
     diagnostics_period: float = 1.0
     """Seconds between /diagnostics messages."""
 
@@ -910,8 +913,10 @@ class PredictorNodeConfig:
             raise ConfigError(
                 f"command_interface must be 'trajectory' or 'forward', got {self.command_interface!r}"
             )
-        if self.surprise_threshold <= 0 or self.surprise_window < 1 or self.diagnostics_period <= 0:
-            raise ConfigError("surprise_threshold and diagnostics_period must be > 0, surprise_window >= 1")
+        if min(self.surprise_threshold, self.stillness_threshold, self.diagnostics_period) <= 0:
+            raise ConfigError("surprise_threshold, stillness_threshold and diagnostics_period must be > 0")
+        if self.surprise_window < 1:
+            raise ConfigError(f"surprise_window must be >= 1, got {self.surprise_window}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,8 @@
     python -m ami_ros.eval.early_warning [--normal 100] [--per-fault 20] [--steps 60] [--out report.json]
 
 Normal episodes: the arm moves towards a random reach goal with noisy, limited joint-delta
-commands (what the world model was trained on), 10 Hz. Fault episodes are the same with one fault
-injected at a random tick:
+commands (what the world model was trained on), one per control period of the model. Fault
+episodes are the same with one fault injected at a random tick:
 
 - block_knock: the block is moved 6-12 cm by an unseen force (one event; its tick and the next
   are faulty);
@@ -18,9 +18,10 @@ Scores per tick, all "higher = more anomalous": `surprise` (what predictor_node 
 squared error of the forecast image tokens against the latent that arrived), `surprise_token_max`
 (the worst image token), `surprise_z` (the worst token's error in standard deviations of that
 token's error on normal ticks — normalised by the model's own error), `surprise_joints` (error of
-the forecast proprio token: the joints the model expected the command to reach), the last two
-averaged over the last 3 ticks (`_w3`: predictor_node likewise warns only after `surprise_window`
-forecasts in a row), and two baselines that need no model: `frame_diff` (mean absolute pixel
+the forecast proprio token: the joints the model expected the command to reach), `stillness`
+(joint motion per unit of image-token change: an image that stops changing while the arm moves),
+the last three averaged over the last 3 ticks (`_w3`: predictor_node likewise warns only after
+`surprise_window` forecasts in a row), and two baselines that need no model: `frame_diff` (mean absolute pixel
 change since the last frame) and `tracking_error` (largest |last commanded target - measured
 joint position|).
 
@@ -41,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ami_ros.config import SimConfig
+from ami_ros.core.forecaster import Forecaster, Surprise
 from ami_ros.core.preprocess import resize_frame
 from ami_ros.runtime import WorldModelRuntime, default_model_dir, load_model
 from ami_ros.sim import ArmSim
@@ -48,24 +50,23 @@ from ami_ros.sim import ArmSim
 FAULTS = ("block_knock", "joint_stall", "command_dropped", "frozen_camera", "lighting", "occlusion")
 WINDOW = 3
 """Windowed scores average the last WINDOW ticks (a persistent fault adds up; noise does not)."""
-WINDOWED = ("surprise", "surprise_joints")
+WINDOWED = ("surprise", "surprise_joints", "stillness")
 SCORES = (
     "surprise",
     "surprise_token_max",
     "surprise_z",
     "surprise_joints",
+    "stillness",
     *(f"{s}_w{WINDOW}" for s in WINDOWED),
     "frame_diff",
     "tracking_error",
 )
-PERIOD = 0.1
 
 
 @dataclasses.dataclass
 class Tick:
     faulty: bool
-    token_err: np.ndarray | None  # (tokens,) squared error of each image token, None without a forecast
-    joint_err: float  # squared error of the forecast proprio token (the joints the model expected)
+    surprise: Surprise | None  # None without a forecast for this tick
     frame_diff: float
     tracking_error: float
 
@@ -73,16 +74,21 @@ class Tick:
 def run_episode(
     sim: ArmSim, rt: WorldModelRuntime, seed: int, steps: int, fault: str | None, rng: np.random.Generator
 ) -> tuple[list[Tick], int]:
-    """One episode; returns its ticks and the fault's tick (-1 for a normal episode)."""
+    """One episode; returns its ticks and the fault's tick (-1 for a normal episode).
+
+    Surprise comes from `Forecaster`, the object predictor_node runs, fed the same latents and the
+    same commanded targets.
+    """
     sim.reset(seed, "reach")
     lim = rt.action_limits
+    period = float(rt.manifest["actions"]["control_period_s"])
+    forecaster = Forecaster(rt, period)
     goal_q = sim.goal.arm_qpos
     fault_tick = int(rng.integers(steps // 4, 3 * steps // 4)) if fault else -1
-    stalled = int(rng.integers(0, 4))
-    physics_steps = round(PERIOD / sim.physics_dt)
+    stalled = int(rng.integers(0, len(lim)))
+    physics_steps = round(period / sim.physics_dt)
     ticks: list[Tick] = []
-    history: list[np.ndarray] = []
-    forecast = prev_small = prev_target = frozen = None
+    prev_small = prev_target = frozen = None
     for t in range(steps):
         active = fault is not None and t >= fault_tick
         if fault == "block_knock" and t == fault_tick:
@@ -103,25 +109,19 @@ def run_episode(
         q = sim.state().qpos
         small = resize_frame(frame, rt.image_size)
         latent, _ = rt.encode(small, q.astype(np.float32))
-        token_err, joint_err = None, 0.0
-        if forecast is not None:
-            token_err = np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1)
-            joint_err = float(np.mean((forecast[-1] - latent[-1]) ** 2))
+        surprise = forecaster.observe(t * period, latent)
         diff = float(np.mean(np.abs(small.astype(float) - prev_small))) if prev_small is not None else 0.0
         track = float(np.max(np.abs(prev_target - q))) if prev_target is not None else 0.0
         faulty = active and (fault != "block_knock" or t <= fault_tick + 1)
-        ticks.append(Tick(faulty, token_err, joint_err, diff, track))
+        ticks.append(Tick(faulty, surprise, diff, track))
         # the normal operator: towards the goal, noisy, within the model's action limits
-        action = np.clip(0.5 * (goal_q - q) + rng.normal(0, 0.35, 4) * lim, -lim, lim)
-        history = [*history[-1:], latent]
-        hist = np.stack(history if len(history) == 2 else [latent, latent])
-        nxt, _ = rt.step(hist[None], action[None].astype(np.float32))
-        forecast = nxt[0]
+        action = np.clip(0.5 * (goal_q - q) + rng.normal(0, 0.35, len(lim)) * lim, -lim, lim)
         target = np.clip(q + action, sim.lower, sim.upper)  # what the controller commands
+        forecaster.forecast(target)
         if active and fault == "command_dropped":
             sim.hold()
         elif active and fault == "joint_stall":  # the obstacle: one joint cannot follow
-            sim.command(np.where(np.arange(4) == stalled, q, target))
+            sim.command(np.where(np.arange(len(lim)) == stalled, q, target))
         else:
             sim.command(target)
         prev_small, prev_target = small.astype(float), target
@@ -149,12 +149,14 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def scores_of(tick: Tick, mu: np.ndarray, sd: np.ndarray) -> dict[str, float]:
-    e = tick.token_err
+    assert tick.surprise is not None
+    e = tick.surprise.tokens
     return {
-        "surprise": float(e.mean()),
+        "surprise": tick.surprise.image,
         "surprise_token_max": float(e.max()),
         "surprise_z": float(np.max((e - mu) / sd)),
-        "surprise_joints": tick.joint_err,
+        "surprise_joints": tick.surprise.joints,
+        "stillness": tick.surprise.stillness,
         "frame_diff": tick.frame_diff,
         "tracking_error": tick.tracking_error,
     }
@@ -162,7 +164,7 @@ def scores_of(tick: Tick, mu: np.ndarray, sd: np.ndarray) -> dict[str, float]:
 
 def episode_scores(ticks: list[Tick], mu: np.ndarray, sd: np.ndarray) -> list[dict[str, float] | None]:
     """Every score of every tick (None for the first tick: no forecast yet), windowed ones included."""
-    out = [scores_of(t, mu, sd) if t.token_err is not None else None for t in ticks]
+    out = [scores_of(t, mu, sd) if t.surprise is not None else None for t in ticks]
     for i, scores in enumerate(out):
         if scores is not None:
             recent = [o for o in out[max(0, i - WINDOW + 1) : i + 1] if o is not None]
@@ -171,10 +173,13 @@ def episode_scores(ticks: list[Tick], mu: np.ndarray, sd: np.ndarray) -> list[di
     return out
 
 
-def evaluate(normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick], int]]]) -> dict:
-    """Calibrate on the first half of the normal episodes, evaluate on the rest and the faults."""
+def evaluate(
+    normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick], int]]], period: float
+) -> dict:
+    """Calibrate on the first half of the normal episodes, evaluate on the rest and the faults
+    (`period`: the control period, s, one tick)."""
     calib, held = normal[: len(normal) // 2], normal[len(normal) // 2 :]
-    errs = np.stack([t.token_err for ep in calib for t in ep if t.token_err is not None])
+    errs = np.stack([t.surprise.tokens for ep in calib for t in ep if t.surprise is not None])
     mu, sd = errs.mean(axis=0), errs.std(axis=0) + 1e-9
     neg = {s: [] for s in SCORES}
     for ep in held:
@@ -186,7 +191,7 @@ def evaluate(normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick],
     n_normal_ticks = len(neg_arr["surprise"])
     report: dict = {
         "normal_ticks_evaluated": n_normal_ticks,
-        "normal_minutes_evaluated": round(n_normal_ticks * PERIOD / 60, 1),
+        "normal_minutes_evaluated": round(n_normal_ticks * period / 60, 1),
         "thresholds": threshold,
         "faults": {},
     }
@@ -202,7 +207,7 @@ def evaluate(normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick],
             for s in SCORES:  # first tick at or after the fault above the no-false-alarm threshold
                 hits = [
                     i - t_f
-                    for i in range(t_f, min(len(ticks), t_f + 10))
+                    for i in range(t_f, min(len(ticks), t_f + round(1.0 / period)))
                     if (series[i] or {}).get(s, -np.inf) > threshold[s]
                 ]
                 flagged[s].append(hits[0] if hits else None)
@@ -211,7 +216,7 @@ def evaluate(normal: list[list[Tick]], faulted: dict[str, list[tuple[list[Tick],
                 "auroc": round(auroc(np.array(pos[s]), neg_arr[s]), 3),
                 "flagged_within_1s": round(np.mean([f is not None for f in flagged[s]]), 2),
                 "mean_delay_s": (
-                    round(PERIOD * float(np.mean([f for f in flagged[s] if f is not None])), 2)
+                    round(period * float(np.mean([f for f in flagged[s] if f is not None])), 2)
                     if any(f is not None for f in flagged[s])
                     else None
                 ),
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             for k, fault in enumerate(FAULTS)
         }
-    report = evaluate(normal, faulted)
+    report = evaluate(normal, faulted, float(rt.manifest["actions"]["control_period_s"]))
     report["wall_s"] = round(time.time() - t0, 1)
     report["episodes"] = {"normal": args.normal, "per_fault": args.per_fault, "steps": args.steps}
     print_report(report)

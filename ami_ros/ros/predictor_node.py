@@ -5,7 +5,10 @@ latent, from the model's history and the action the command implies (commanded t
 joint positions in that latent). When the latent for that instant arrives it publishes the
 forecast's error: surprise. Surprise that stays above `surprise_threshold` for `surprise_window`
 forecasts turns /diagnostics to WARN: the world no longer behaves as the model expects (a
-collision, a moved camera, an unknown object, a model trained on another robot).
+collision, a moved camera, an unknown object, a model trained on another robot); so does an image
+that stays unchanged while the joints move (`stillness` above `stillness_threshold`: a frozen
+camera). The forecasting and scoring are `ami_ros.core.forecaster.Forecaster`, the object the
+early-warning benchmark runs.
 
 Subscribes: ami/latent (32FC1 Image), and arm_controller/joint_trajectory (first point) or
     forward_position_controller/commands by `command_interface`.
@@ -32,7 +35,7 @@ from std_msgs.msg import Float32, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory
 
 from ami_ros.config import PredictorNodeConfig
-from ami_ros.core.buffers import LatentHistory
+from ami_ros.core.forecaster import Forecaster
 from ami_ros.core.stamps import check_stamp
 from ami_ros.ros import conversions as conv
 from ami_ros.ros.fault_log import FaultLog
@@ -53,12 +56,12 @@ class PredictorNode(ManagedNode):
     def configure(self) -> None:
         self.config = c = read_dataclass(self, PredictorNodeConfig)
         self.runtime = load_node_model(self, c.joint_names, graphs=("predictor.onnx",))
-        self.period = float(self.runtime.manifest["actions"]["control_period_s"])
-        self.latents = LatentHistory()
-        self._pending: deque[tuple[float, np.ndarray]] = deque(maxlen=16)  # (target stamp, forecast)
+        period = float(self.runtime.manifest["actions"]["control_period_s"])
+        self.forecaster = Forecaster(self.runtime, period)
         self._surprise: deque[float] = deque(maxlen=c.surprise_window)
         self._joint_surprise: deque[float] = deque(maxlen=c.surprise_window)  # proprio token's error
-        self._forecasts = self._ignored = 0
+        self._stillness: deque[float] = deque(maxlen=c.surprise_window)
+        self._ignored = 0
         self._last_error = ""
         self._pub_forecast = self.create_lifecycle_publisher(Image, "ami/forecast", 10)
         self._pub_surprise = self.create_lifecycle_publisher(Float32, "ami/surprise", 10)
@@ -97,16 +100,12 @@ class PredictorNode(ManagedNode):
             check_stamp(stamp, self.get_clock().now().nanoseconds * 1e-9)
         except ValueError as err:
             return self._error(f"ami/latent ignored: {err}")
-        self.latents.add(stamp, latent)
-        tolerance = self.period / 2
-        while self._pending and self._pending[0][0] < stamp - tolerance:
-            self._pending.popleft()  # its instant passed without a latent close enough
-        if self._pending and abs(self._pending[0][0] - stamp) <= tolerance:
-            _, forecast = self._pending.popleft()  # the first latent within half a period of the instant
-            surprise = float(np.mean((forecast[:-1] - latent[:-1]) ** 2))
-            self._surprise.append(surprise)
-            self._joint_surprise.append(float(np.mean((forecast[-1] - latent[-1]) ** 2)))
-            self._pub_surprise.publish(Float32(data=surprise))
+        surprise = self.forecaster.observe(stamp, latent)
+        if surprise is not None:
+            self._surprise.append(surprise.image)
+            self._joint_surprise.append(surprise.joints)
+            self._stillness.append(surprise.stillness)
+            self._pub_surprise.publish(Float32(data=surprise.image))
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         if not msg.points:
@@ -126,38 +125,36 @@ class PredictorNode(ManagedNode):
         self._forecast(np.asarray(msg.data, float))
 
     def _forecast(self, target: np.ndarray) -> None:
-        found = self.latents.history(self.runtime.history, self.period)
-        if found is None or not np.all(np.isfinite(target)):
-            return
-        stamp, history = found
-        limits = self.runtime.joint_limits
-        bound = self.runtime.action_limits
-        action = np.clip(target - history[-1, -1, : len(limits)] * limits, -bound, bound)
-        latent, _ = self.runtime.step(history[None], action[None].astype(np.float32))
-        header = Header(stamp=conv.to_time(stamp + self.period), frame_id="ami_latent")
-        self._pub_forecast.publish(conv.latent_to_image(latent[0], header))
-        self._pending.append((stamp + self.period, latent[0]))
-        self._forecasts += 1
+        forecast = self.forecaster.forecast(target)
+        if forecast is not None:
+            instant, latent = forecast
+            header = Header(stamp=conv.to_time(instant), frame_id="ami_latent")
+            self._pub_forecast.publish(conv.latent_to_image(latent, header))
 
     def _publish_diagnostics(self) -> None:
         c = self.config
         window = list(self._surprise)
-        surprised = len(window) == c.surprise_window and min(window) > c.surprise_threshold
-        level = DiagnosticStatus.WARN if surprised else DiagnosticStatus.OK
-        message = (
-            f"surprise above {c.surprise_threshold} for {c.surprise_window} forecasts: the world does not "
-            "behave as the model expects"
-            if surprised
-            else "forecasting"
-        )
+        full = len(window) == c.surprise_window
+        surprised = full and min(window) > c.surprise_threshold
+        frozen = full and min(self._stillness) > c.stillness_threshold
+        level = DiagnosticStatus.WARN if surprised or frozen else DiagnosticStatus.OK
+        message = "forecasting"
+        if surprised:
+            message = (
+                f"surprise above {c.surprise_threshold} for {c.surprise_window} forecasts: the world does "
+                "not behave as the model expects"
+            )
+        elif frozen:
+            message = f"the camera image has not changed in {c.surprise_window} forecasts while the arm moved"
         values = {
-            "forecasts": self._forecasts,
+            "forecasts": self.forecaster.forecasts,
             "surprise_last": f"{window[-1]:.4f}" if window else "nan",
             "surprise_window_mean": f"{np.mean(window):.4f}" if window else "nan",
             "surprise_threshold": c.surprise_threshold,
             # the joints the model expected the commands to reach vs the measured ones: an arm that
             # does not execute its commands (AUROC 0.98 in `python -m ami_ros.eval.early_warning`)
             "surprise_joints_window_mean": f"{np.mean(self._joint_surprise):.5f}" if window else "nan",
+            "stillness_window_min": f"{min(self._stillness):.3f}" if self._stillness else "nan",
             "ignored_messages": self._ignored,
             "last_error": self._last_error,
             "execution_provider": self.runtime.providers["predictor.onnx"],

@@ -32,7 +32,7 @@ def test_every_fault_runs_and_the_report_covers_every_score() -> None:
     for fault, [(ticks, t_f)] in faulted.items():
         assert 2 <= t_f < 6 and any(t.faulty for t in ticks), fault
         assert not any(t.faulty for t in ticks[:t_f])
-    report = evaluate(normal, faulted)
+    report = evaluate(normal, faulted, float(rt.manifest["actions"]["control_period_s"]))
     assert set(report["faults"]) == set(FAULTS)
     for per in report["faults"].values():
         assert set(per) == set(SCORES)

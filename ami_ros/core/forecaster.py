@@ -1,0 +1,108 @@
+"""Forecasts of the commands actually sent, and surprise when they miss (numpy only).
+
+One object serves predictor_node and the early-warning benchmark (`ami_ros.eval.early_warning`), as
+the controller serves planner_node and eval. For every command it forecasts the latent one control
+period after the newest latent, from the model's history and the action the command implies
+(commanded target minus the joint positions in that latent). When the latent for that instant
+arrives (the first within half a period of it), `observe` scores the forecast against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+
+from ami_ros.core.buffers import LatentHistory
+
+
+class StepModel(Protocol):
+    """The predictor as the forecaster needs it (`ami_ros.runtime.WorldModelRuntime` is one)."""
+
+    history: int
+    joint_limits: np.ndarray
+    action_limits: np.ndarray
+
+    def step(self, history: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """history (B, K, N+1, D), action (B, J) -> next latent (B, N+1, D), joints (B, J)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Surprise:
+    """How one arriving latent compares with the forecast made for its instant, and with the latent
+    before it."""
+
+    stamp: float
+    tokens: np.ndarray
+    """(N,) mean squared error of each image token of the forecast."""
+    joints: float
+    """Mean squared error of the forecast proprio token: the joints the model expected the command
+    to reach, against the measured ones (an arm that does not execute its commands)."""
+    stillness: float
+    """How far the joints moved since the previous latent (rad, largest joint) per unit of image-token
+    change: a camera whose image stops changing while the arm moves scores high (a frozen camera)."""
+
+    @property
+    def image(self) -> float:
+        """Mean squared error of the forecast image tokens: what ami/surprise publishes."""
+        return float(self.tokens.mean())
+
+
+STILLNESS_FLOOR = 1e-4
+"""Image-token change (mean squared) below which an image counts as unchanged in `stillness`."""
+
+
+class Forecaster:
+    """Forecasts from the commands sent, scores the latents that arrive.
+
+    Args:
+        model: the predictor (history length, joint and action limits, one step).
+        period: control period, s (latents one period apart form the model's history).
+        pending: forecasts kept waiting for their latent.
+    """
+
+    def __init__(self, model: StepModel, period: float, pending: int = 16) -> None:
+        self.model, self.period = model, period
+        self.latents = LatentHistory()
+        self._pending: deque[tuple[float, np.ndarray]] = deque(maxlen=pending)
+        self.forecasts = 0
+
+    def observe(self, stamp: float, latent: np.ndarray) -> Surprise | None:
+        """Add a latent (N+1, D); its surprise when a forecast was made for its instant, else None."""
+        previous = self.latents.latest()
+        self.latents.add(stamp, latent)
+        tolerance = self.period / 2
+        while self._pending and self._pending[0][0] < stamp - tolerance:
+            self._pending.popleft()  # its instant passed without a latent close enough
+        if not self._pending or abs(self._pending[0][0] - stamp) > tolerance:
+            return None
+        _, forecast = self._pending.popleft()
+        stillness = 0.0
+        if previous is not None:
+            nj = len(self.model.joint_limits)
+            moved = np.max(np.abs(latent[-1, :nj] - previous[1][-1, :nj]) * self.model.joint_limits)
+            change = float(np.mean((latent[:-1] - previous[1][:-1]) ** 2))
+            stillness = float(moved / max(change, STILLNESS_FLOOR))
+        return Surprise(
+            stamp=stamp,
+            tokens=np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1),
+            joints=float(np.mean((forecast[-1] - latent[-1]) ** 2)),
+            stillness=stillness,
+        )
+
+    def forecast(self, target: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """Forecast for a commanded joint target (J,) rad: (instant, latent (N+1, D)), or None
+        before the first latent or for a non-finite target."""
+        found = self.latents.history(self.model.history, self.period)
+        if found is None or not np.all(np.isfinite(target)):
+            return None
+        stamp, history = found
+        limits, bound = self.model.joint_limits, self.model.action_limits
+        action = np.clip(target - history[-1, -1, : len(limits)] * limits, -bound, bound)
+        latent, _ = self.model.step(history[None], action[None].astype(np.float32))
+        self._pending.append((stamp + self.period, latent[0]))
+        self.forecasts += 1
+        return stamp + self.period, latent[0]

@@ -1,0 +1,67 @@
+"""The forecaster predictor_node and the early-warning benchmark share: a forecast is scored against
+the latent of its instant; an image that stops changing while the joints move scores as still."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ami_ros.core.forecaster import Forecaster
+
+LIMITS = np.array([2.0, 2.0], np.float32)
+
+
+class CopyImage:
+    """A model that keeps the image tokens and moves the proprio token by the action."""
+
+    history = 2
+    joint_limits = LIMITS
+    action_limits = np.array([0.1, 0.1], np.float32)
+
+    def step(self, history: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nxt = history[:, -1].copy()
+        nxt[:, -1, :2] += action / LIMITS
+        return nxt, nxt[:, -1, :2] * LIMITS
+
+
+def latent(image: float, q: np.ndarray) -> np.ndarray:
+    z = np.full((5, 3), image, np.float32)
+    z[-1] = 0.0
+    z[-1, :2] = q / LIMITS
+    return z
+
+
+def test_a_forecast_is_scored_by_the_latent_of_its_instant():
+    f = Forecaster(CopyImage(), period=0.1)
+    q = np.zeros(2)
+    assert f.observe(0.0, latent(1.0, q)) is None  # no forecast yet
+    instant, _ = f.forecast(q + np.array([0.05, 0.3]))  # the action is clipped to 0.1
+    assert instant == pytest.approx(0.1) and f.forecasts == 1
+    assert f.observe(0.03, latent(1.0, q)) is None  # too early: not the forecast's instant
+    s = f.observe(0.1, latent(3.0, np.array([0.05, 0.1])))
+    assert s is not None and s.image == pytest.approx(4.0)  # the image changed by 2 everywhere
+    assert s.joints == pytest.approx(0.0, abs=1e-12)  # the joints went where the command said
+    assert s.stillness == pytest.approx(0.1 / 4.0)  # moved 0.1 rad, image change 4
+
+
+def test_an_unchanged_image_while_the_joints_move_is_still():
+    f = Forecaster(CopyImage(), period=0.1)
+    q = np.zeros(2)
+    f.observe(0.0, latent(1.0, q))
+    still = []
+    for t in range(1, 6):
+        f.forecast(q + 0.1)
+        q = q + 0.1
+        still.append(f.observe(0.1 * t, latent(1.0, q)).stillness)  # the camera repeats its frame
+    assert min(still) >= 0.1 / 1e-4 * 0.99
+
+
+def test_forecasts_whose_instant_passed_are_dropped_and_bad_targets_ignored():
+    f = Forecaster(CopyImage(), period=0.1)
+    assert f.forecast(np.zeros(2)) is None  # no latent yet
+    f.observe(0.0, latent(1.0, np.zeros(2)))
+    assert f.forecast(np.array([np.nan, 0.0])) is None
+    f.forecast(np.zeros(2))
+    assert f.observe(0.5, latent(1.0, np.zeros(2))) is None  # the 0.1 s forecast is stale: dropped
+    f.forecast(np.zeros(2))
+    assert f.observe(0.6, latent(1.0, np.zeros(2))) is not None
