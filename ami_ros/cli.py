@@ -197,6 +197,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = cl.evaluate_policy(cl.controller_policy(runtime, cfg), cfg, declares_reached=True)
     report["robot_config"] = str(robot)
     report["providers"] = sorted(set(runtime.providers.values()))
+    metrics = runtime.manifest.get("metrics") or {}  # the model's held-out figures, from its training
+    report["model_metrics"] = {k: metrics[k] for k in ("kstep_ratio", "block_forecast") if k in metrics}
     random_actions = cl.random_policy(cfg, runtime.action_limits, args.seed)
     report["baselines"] = {"random": cl.evaluate_policy(random_actions, cfg)}
     if args.task == "reach":
@@ -215,6 +217,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for name, result in {"controller (world model)": report, **report["baselines"]}.items():
         cells = (f"{result[k]:.3f}" if k in result else "-" for k in keys)
         print(f"{name:<28}" + "".join(f"{c:>24}" for c in cells))
+    for k, f in report["model_metrics"].get("block_forecast", {}).get("horizons", {}).items():
+        print(
+            f"model's block forecast, {k} steps ahead (held-out, block moving): predicted "
+            f"{f['predicted_cm']:.2f} cm, copy-last {f['copy_last_cm']:.2f} cm, "
+            f"true latent {f['true_latent_cm']:.2f} cm"
+        )
     return 0
 
 
