@@ -902,7 +902,7 @@ class PredictorNodeConfig:
     not behaving as the model expects."""
     surprise_window: int = 10
     """Consecutive forecasts above the threshold before /diagnostics warns."""
-    stillness_threshold: float = 100.0
+    stillness_threshold: float = 300.0
     """WARN when every forecast of the window has joints moving this many rad per unit of image-token
     change (`Forecaster`'s stillness): the camera image stays the same while the arm moves."""
     diagnostics_period: float = 1.0
