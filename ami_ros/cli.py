@@ -1,7 +1,13 @@
 """`ami-ros`: the project's command line.
 
-ami-ros demo    the embedded robot and the node graph over DDS (separate processes, then one process)
-ami-ros bench   speed of the embedded robot (physics, rendering, real-time factor)
+ami-ros collect       record exploration of the embedded robot as rosbag2 MCAP
+ami-ros train         train the world model on rosbag2 recordings (torchrun for several GPUs)
+ami-ros train-pose    fit the encoder's pixel pose network on a trained model
+ami-ros train-policy  learn the planner's goal-conditioned proposal on a model
+ami-ros export        export a checkpoint to a model directory (ONNX graphs + manifest)
+ami-ros eval          closed-loop success on the embedded robot, with baselines
+ami-ros demo          the embedded robot and the node graph over DDS (separate processes, then one)
+ami-ros bench         speed of the embedded robot and a model's latency per execution provider
 """
 
 from __future__ import annotations

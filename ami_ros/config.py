@@ -143,7 +143,7 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError("; ".join(errors))
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, prefix=f"{key}.")
     raise ConfigError(f"{key}: unsupported field type {annotation!r}")
 
@@ -584,14 +584,13 @@ class PlannerConfig:
     horizon: int = 5
     """Actions per plan (control ticks looked ahead)."""
     samples: int = 64
-    """Action sequences evaluated per iteration (64 x 2 iterations: 100% of 20 far reaches at a
-    40 ms tick on 2 CPU cores, as many as 128 x 2 at 58 ms)."""
+    """Action sequences evaluated per iteration (the search size's measured trade-off between
+    success and tick time: docs/results.md)."""
     iterations: int = 2
     """Refinement iterations per control tick."""
     elites: int = 8
-    """CEM: sequences the distribution is refitted to (8 of 64: towards a far goal the first
-    action is 0.94 of the action limit on average; refitted to 32 it was 0.73, and detours took
-    half as long again)."""
+    """CEM: sequences the distribution is refitted to (fewer elites: bolder first actions, so
+    the arm crosses a route faster; measured in docs/results.md)."""
     temperature: float = 0.05
     """MPPI: cost scale of the exponential weights (lower is greedier)."""
     init_std: float = 0.5
@@ -722,8 +721,8 @@ class ControllerConfig:
     success_scene_mse: float = 0.008
     """...and only while the scene matches the goal image: the image tokens' mean squared distance
     to the goal's (the energy's fine-token term) is below this (twice this to stay reached). The
-    arm at the goal pose with the block elsewhere is not the goal. Shipped model, push goals,
-    arm within 0.02 rad of the goal pose: block on its goal, median 0.007; 3 cm off, 0.023 (min 0.007)."""
+    arm at the goal pose with the block elsewhere is not the goal (how well it separates them:
+    docs/results.md)."""
     cost_weights: tuple[float, ...] = ()
     """Rollout-cost weights (see the model manifest's `rollout_cost`); empty: the manifest's default."""
     planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
