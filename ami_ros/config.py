@@ -7,8 +7,13 @@ typo in a YAML file is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import itertools
 import math
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -34,7 +39,7 @@ class SimConfig:
     camera: str = "scene"
     """MJCF camera to render: `scene` (third-person, default) or `top`."""
     shadows: bool = False
-    """Render shadows and reflections (costs ~20x render time on CPU)."""
+    """Render shadows and reflections (much slower on CPU: `ami-ros bench` measures it)."""
     task: str = "reach"
     """Goal sampled on reset: `reach` (an arm configuration) or `push` (a block pose)."""
     push_distance: tuple[float, float] = (0.05, 0.15)
@@ -93,6 +98,31 @@ class SimNodeConfig:
             raise ConfigError(f"camera_rate must be in (0, control_rate], got {self.camera_rate}")
         if self.diagnostics_period <= 0:
             raise ConfigError(f"diagnostics_period must be > 0, got {self.diagnostics_period}")
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (`x: int = 0` followed by `\"\"\"doc\"\"\"`) of a dataclass, by field name.
+
+    They document every field once: ROS parameter descriptions (`ros2 param describe`) and the
+    generated reference page (`python -m ami_ros.docs`) both read them.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for stmt, nxt in itertools.pairwise(body):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
 
 
 def _require_finite(config: Any) -> None:

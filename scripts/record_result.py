@@ -57,6 +57,7 @@ def main(argv: list[str]) -> int:
         done = subprocess.run(args, stdout=subprocess.PIPE, text=True, cwd=ROOT, check=True)
         wall = time.monotonic() - started
         report = json.loads(report_file.read_text()) if report_file.exists() else last_json(done.stdout)
+    report = json.loads(json.dumps(report).replace(str(ROOT) + "/", ""))  # no machine paths
     record = {"command": shlex.join(command).replace("{out}", "<report>"), "date": date, "commit": source}
     record |= {"wall_s": round(wall, 1), "report": report}
     out.parent.mkdir(parents=True, exist_ok=True)
