@@ -68,15 +68,16 @@ def _qos_profiles(tree: ast.Module) -> dict[str, str]:
     """Module-level `NAME = QoSProfile(...)` as words (`best effort, depth 1`)."""
     profiles = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-            if getattr(node.value.func, "id", "") == "QoSProfile":
-                kw = {k.arg: ast.unparse(k.value).split(".")[-1] for k in node.value.keywords}
-                words = [kw.get("reliability", "RELIABLE").replace("_", " ").lower()]
-                if "durability" in kw:
-                    words.append(kw["durability"].replace("_", " ").lower())
-                words.append(f"depth {kw.get('depth', '?')}")
-                for target in node.targets:
-                    profiles[ast.unparse(target)] = ", ".join(words)
+        call = node.value if isinstance(node, ast.Assign) else None
+        if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "QoSProfile"):
+            continue
+        kw = {k.arg: ast.unparse(k.value).split(".")[-1] for k in call.keywords}
+        words = [kw.get("reliability", "RELIABLE").replace("_", " ").lower()]
+        if "durability" in kw:
+            words.append(kw["durability"].replace("_", " ").lower())
+        words.append(f"depth {kw.get('depth', '?')}")
+        for target in node.targets:  # type: ignore[union-attr]
+            profiles[ast.unparse(target)] = ", ".join(words)
     return profiles
 
 
@@ -251,6 +252,7 @@ def reference_page() -> str:
             f"`{cls.__name__}`" + (f" under `{p}`" if p else "") for p, cls in node_parameter_groups(module)
         )
         lines += [f"Parameters ({groups}):", "", *_table(("parameter", "default", "meaning"), rows), ""]
+    lines += _urdf_section(ROOT / "ami_ros" / "sim" / "assets" / "tabletop_arm.urdf")
     lines += [
         "## Configuration files",
         "",
@@ -261,6 +263,28 @@ def reference_page() -> str:
     for cls in (config_module.CollectConfig, config_module.TrainRunConfig):
         lines += _config_section(cls)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _urdf_section(path: Path) -> list[str]:
+    """The embedded robot's movable joints as its URDF gives them."""
+    import xml.etree.ElementTree as ET
+
+    rows = []
+    for joint in ET.parse(path).getroot().iter("joint"):
+        limit = joint.find("limit")
+        if joint.get("type") == "fixed" or limit is None:
+            continue
+        values = [limit.get(k, "–") for k in ("lower", "upper", "velocity", "effort")]
+        rows.append((f"`{joint.get('name')}`", joint.get("type", ""), *values))
+    header = ("joint", "type", "lower (rad)", "upper (rad)", "velocity (rad/s)", "effort (N·m)")
+    return [
+        "## The embedded robot",
+        "",
+        f"From `{path.relative_to(ROOT)}` (the MJCF is checked against it by `test/unit/test_urdf.py`).",
+        "",
+        *_table(header, rows),
+        "",
+    ]
 
 
 def _config_section(cls: type) -> list[str]:
@@ -302,44 +326,30 @@ def headline_rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
                 f"{_pct(r['baselines']['random']['success_rate'])}"
             )
             rows.append((f"{task}: closed-loop success from a goal image", figure, f"[eval]({_link(task)})"))
-    tick = results.get("eval_reach")
-    if tick:
-        r = tick["report"]
-        rows.append(
-            (
-                "plan tick (encode + plan) p50 / p99",
-                f"{r['tick_ms_p50']:.0f} / {r['tick_ms_p99']:.0f} ms",
-                "[eval](docs/results.md#reach)",
-            )
-        )
-    bench = results.get("bench")
-    if bench:
-        cpu = bench["report"].get("model", {}).get("providers", {}).get("CPUExecutionProvider", {})
-        if "encoder_ms_p50" in cpu:
-            rows.append(
-                (
-                    "encoder, one frame (CPU)",
-                    f"{cpu['encoder_ms_p50']:.1f} ms p50",
-                    "[bench](docs/results.md#benchmarks)",
-                )
-            )
-    warn = results.get("early_warning")
-    if warn:
-        best = _best_early_warning(warn["report"])
+    if "eval_reach" in results:
+        r = results["eval_reach"]["report"]
+        figure = f"{r['tick_ms_p50']:.0f} / {r['tick_ms_p99']:.0f} ms"
+        rows.append(("plan tick (encode + plan) p50 / p99, reach", figure, f"[eval]({_link('reach')})"))
+    if "bench" in results:
+        bench = results["bench"]["report"]
+        cpu = bench.get("model", {}).get("providers", {}).get("CPUExecutionProvider", {})
+        if "encoder_ms_per_frame" in cpu:
+            figure = f"{cpu['encoder_ms_per_frame']:.1f} ms"
+            rows.append(("encoder, one frame (onnxruntime CPU)", figure, f"[bench]({_link('benchmarks')})"))
+        if "physics_steps_per_s" in bench:
+            figure = f"{bench['physics_steps_per_s']:,} steps/s"
+            rows.append(("embedded robot physics", figure, f"[bench]({_link('benchmarks')})"))
+    if "early_warning" in results:
+        best = _best_early_warning(results["early_warning"]["report"])
         if best:
             fault, score, auroc = best
-            rows.append(
-                (
-                    "early warning: best fault AUROC",
-                    f"{auroc:.2f} (`{score}`, {fault})",
-                    "[early warning](docs/results.md#early-warning)",
-                )
-            )
+            figure = f"{auroc:.2f} (`{score}` on {fault.replace('_', ' ')})"
+            rows.append(("early warning: best AUROC", figure, f"[early warning]({_link('early-warning')})"))
     return rows
 
 
-def _link(task: str) -> str:
-    return f"docs/results.md#{task}"
+def _link(anchor: str) -> str:
+    return f"docs/results.md#{anchor}"
 
 
 def _best_early_warning(report: dict) -> tuple[str, str, float] | None:
@@ -371,7 +381,8 @@ def results_page(results: dict[str, dict]) -> str:
         "To measure again, run the command through the script and regenerate:",
         "",
         "```bash",
-        ".venv/bin/python scripts/record_result.py docs/results/eval_reach.json -- ami-ros eval --task reach --json",
+        ".venv/bin/python scripts/record_result.py docs/results/eval_reach.json -- "
+        "ami-ros eval --task reach --json",
         ".venv/bin/python -m ami_ros.docs",
         "```",
         "",
@@ -382,6 +393,7 @@ def results_page(results: dict[str, dict]) -> str:
     for task in ("reach", "push"):
         if f"eval_{task}" in results:
             lines += _eval_section(task, results[f"eval_{task}"])
+    lines += _model_section(ROOT / "models" / "tabletop_arm" / "manifest.yaml")
     if "bench" in results:
         lines += _bench_section(results["bench"])
     if "early_warning" in results:
@@ -413,6 +425,43 @@ def _eval_section(task: str, record: dict) -> list[str]:
         )
     header = ("policy", "success", "false reached", "mean distance start → end", "tick p50 / p99")
     return [*lines, *_table(header, rows), ""]
+
+
+def _model_section(path: Path) -> list[str]:
+    """The shipped model's training run and held-out metrics, as its manifest records them."""
+    import yaml
+
+    manifest = yaml.safe_load(path.read_text())
+    training, m = manifest.get("training", {}), manifest.get("metrics", {})
+    data, probes, collapse = training.get("data", {}), m.get("probes", {}), m.get("collapse", {})
+    pose = m.get("pose_training", {}).get("val_mae_rad_per_joint", [])
+    rows = [
+        ("training data", f"{data.get('episodes')} episodes, {data.get('transitions'):,} transitions "
+         f"({data.get('train_episodes')} train / {data.get('val_episodes')} held out)"),
+        ("training wall time (train + train-pose)", f"{training.get('wall_time_s', 0) / 60:.0f} min"),
+        ("k-step latent error / copy-last, k = 1 …", ", ".join(f"{x:.3f}" for x in m.get("kstep_ratio", []))),
+        (f"true action's rank among {m.get('action_rank_n_actions')} random ones",
+         f"mean {m.get('action_rank_mean')}, top-5 {_pct(m.get('action_rank_top5', 0))}"),
+        ("block position from the latent, linear probe (mean guess)",
+         f"{probes.get('block_xy_error_cm', 0):.1f} cm "
+         f"({probes.get('block_xy_mean_guess_error_cm', 0):.1f} cm)"),
+        ("joints from the image: pose network, per joint", ", ".join(f"{x:.3f} rad" for x in pose)),
+        ("joints from the latent, linear probe (mean guess)",
+         f"{probes.get('joints_mae_rad', 0):.2f} rad ({probes.get('joints_mean_guess_mae_rad', 0):.2f} rad)"),
+        ("collapse: min per-dimension std; token effective rank",
+         f"{collapse.get('token_dim_std_min', 0):.2f}; {collapse.get('token_effective_rank', 0):.1f} "
+         f"of {collapse.get('token_effective_rank_max')}"),
+        ("ONNX / torch parity (max abs)", f"{manifest.get('parity_max_abs')}"),
+    ]  # fmt: skip
+    return [
+        "## Shipped model",
+        "",
+        f"`{path.parent.relative_to(ROOT)}`, as its manifest records it (held-out episodes). Trained with",
+        f"`{training.get('command')}`.",
+        "",
+        *_table(("metric", "value"), [(a, _cell(str(b))) for a, b in rows]),
+        "",
+    ]
 
 
 def _bench_section(record: dict) -> list[str]:
@@ -451,7 +500,8 @@ def _early_warning_section(record: dict) -> list[str]:
         "",
         "Fault injection on the embedded robot without ROS (`ami_ros/eval/early_warning.py`): AUROC of",
         "faulty against normal ticks, and the fraction of fault episodes flagged within 1 s with each",
-        f"score's threshold at its largest normal value. Source: {_source(record)} ({record['wall_s']:.0f} s).",
+        f"score's threshold at its largest normal value ({r.get('normal_minutes_evaluated')} min of normal",
+        f"ticks). Source: {_source(record)} ({record['wall_s']:.0f} s).",
         "",
     ]
     faults = r.get("faults", {})

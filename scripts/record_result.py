@@ -5,8 +5,9 @@
 The command must print its report as JSON on stdout (`ami-ros eval --json`, `ami-ros bench --json`)
 or write it to the file named by `{out}` in its arguments (the early-warning benchmark's `--out`).
 The file written holds `command`, `date` (UTC, ISO 8601), `commit` (the checkout's HEAD, with
-`-dirty` when it has uncommitted changes), `wall_s` and the command's `report`. The results page
-and the README's headline table are generated from these files (`python -m ami_ros.docs`).
+`-dirty` when files other than the documentation have uncommitted changes), `wall_s` and the
+command's `report`. The results page and the README's headline table are generated from these
+files (`python -m ami_ros.docs`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def commit() -> str:
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True)
+    # Only changes that can alter a measurement count: not the documentation or its generator.
+    docs_only = [":!docs", ":!*.md", ":!*.rst", ":!ami_ros/docs.py"]
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT
-    )
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *docs_only],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
