@@ -5,7 +5,7 @@
 The command must print its report as JSON on stdout (`ami-ros eval --json`, `ami-ros bench --json`)
 or write it to the file named by `{out}` in its arguments (the early-warning benchmark's `--out`).
 The file written holds `command`, `date` (UTC, ISO 8601), `commit` (the checkout's HEAD, with
-`-dirty` when files other than the documentation have uncommitted changes), `wall_s` and the
+`-dirty` when files other than the documentation and tests have uncommitted changes), `wall_s` and the
 command's `report`. The results page and the README's headline table are generated from these
 files (`python -m ami_ros.docs`).
 """
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def commit() -> str:
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True)
-    # Only changes that can alter a measurement count: not the documentation or its generator.
-    docs_only = [":!docs", ":!*.md", ":!*.rst", ":!ami_ros/docs.py"]
+    # Only changes that can alter a measurement count: not the documentation, its generator or tests.
+    docs_only = [":!docs", ":!*.md", ":!*.rst", ":!ami_ros/docs.py", ":!test"]
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *docs_only],
         capture_output=True, text=True, cwd=ROOT,
