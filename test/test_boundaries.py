@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "ami_ros"
 ROS_MODULES = re.compile(r"^(rclpy|rosidl\w*|\w+_msgs|\w+_interfaces|std_srvs|launch|launch_ros)$")
-NO_ROS_NO_TORCH = ["config.py", "core", "runtime", "sim", "data"]
+NO_ROS_NO_TORCH = ["config.py", "robot.py", "core", "runtime", "sim", "data"]
 
 
 def imported_top_modules(path: Path) -> set[str]:
