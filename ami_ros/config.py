@@ -190,7 +190,12 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
     if unknown:
         raise ConfigError(f"unknown key(s) for {cls.__name__}: {', '.join(prefix + k for k in unknown)}")
     kwargs = {k: _check_type(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
+    config = cls(**kwargs)
+    if getattr(config, "robot", ""):  # the robot file's values replace the robot fields
+        from ami_ros.robot import load_robot, robot_file  # ami_ros.robot imports this module
+
+        config = load_robot(robot_file(config.robot)).apply(config)  # type: ignore[attr-defined]
+    return config
 
 
 def load_yaml(path: str | Path, cls: type[T], section: str | None = None) -> T:
@@ -510,6 +515,10 @@ class TrainConfig:
 class TrainRunConfig:
     """A training YAML file (`config/train*.yaml`): the `model`, `train` and `data` sections."""
 
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    control period and topics replace the `model` and `data` sections' (action limits derived as
+    velocity x period). Empty: the sections' own values."""
     model: WorldModelConfig = dataclasses.field(default_factory=WorldModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -732,6 +741,10 @@ class ControllerConfig:
     `safety.max_step`); eval reads the same planner_node section of the robot config.
     """
 
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
+    this config's own values."""
     joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
     """The robot's joints in model order (checked against the model manifest)."""
     joint_lower: tuple[float, ...] = (-1.9, -2.4, -2.4, -2.0)
@@ -874,6 +887,10 @@ class RuntimeConfig:
 class EncoderNodeConfig:
     """`encoder_node`: camera frame + joint state -> ami/latent."""
 
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
+    this config's own values."""
     joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
     """The robot's joints in model order (checked against the model manifest)."""
     max_skew: float = 0.05
@@ -899,6 +916,10 @@ class EncoderNodeConfig:
 class PredictorNodeConfig:
     """`predictor_node`: forecasts of the commands actually sent, and surprise."""
 
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
+    this config's own values."""
     joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
     """The robot's joints in model order (checked against the model manifest)."""
     command_interface: str = "trajectory"

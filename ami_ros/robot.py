@@ -6,7 +6,8 @@ velocity. Everything else is derived here, not typed: the action limits (velocit
 period: the most a joint moves in one period), the range the model normalises joints by, and the
 robot fields of every config dataclass (`RobotDescription.apply`). One check says whether a
 model fits the robot (`model_mismatch`): loading a model runs it, and so does
-`ami-ros train --robot-config` before training.
+`ami-ros train --robot-config` before training. A config with a `robot` field (the node configs,
+a training config) names its robot file there, and `ami_ros.config.from_dict` applies it.
 
 No ROS and no torch here.
 
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 import yaml
 
 from ami_ros.config import ConfigError
+from ami_ros.paths import share_file
 
 T = TypeVar("T")
 _PACKAGE = Path(__file__).resolve().parent
@@ -95,7 +97,8 @@ class RobotDescription:
         Raises:
             ConfigError: the result is invalid (the config's own check names why).
         """
-        values, changes = self.values(), {}
+        values = self.values()
+        changes: dict[str, Any] = {}
         hints = typing.get_type_hints(type(config))
         for field in dataclasses.fields(config):  # type: ignore[arg-type]
             value = getattr(config, field.name)
@@ -103,6 +106,8 @@ class RobotDescription:
                 changes[field.name] = self.apply(value)
             elif field.name in values:
                 changes[field.name] = values[field.name]
+        if hasattr(config, "robot"):
+            changes["robot"] = ""  # applied: the config now holds the values, not a reference
         return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 
@@ -128,6 +133,15 @@ def _resolve(path: str, folder: Path) -> Path:
     if candidate.is_absolute():
         return candidate
     return folder / candidate if (folder / candidate).exists() else _PACKAGE / candidate
+
+
+def robot_file(name: str | Path) -> Path:
+    """A robot file named in a config: a path (absolute or from the working directory), else a
+    file of the package's `config/robots/` (wherever the package is installed)."""
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return share_file("config", "robots", str(name))
 
 
 def load_robot(path: str | Path) -> RobotDescription:
