@@ -23,6 +23,19 @@ import yaml
 
 T = TypeVar("T")
 
+# The embedded arm's robot fields: the defaults of every config. Its description is
+# config/robots/tabletop_arm.robot.yaml + its URDF (test/unit/test_robot.py checks these equal it);
+# a config takes another arm by naming that arm's robot file in its `robot` field (ami_ros.robot).
+EMBEDDED_JOINTS = ("joint1", "joint2", "joint3", "joint4")
+EMBEDDED_LOWER = (-1.9, -2.4, -2.4, -2.0)
+EMBEDDED_UPPER = (1.9, 2.4, 2.4, 2.0)
+EMBEDDED_VELOCITY = (1.5, 2.0, 2.5, 3.0)
+EMBEDDED_PERIOD = 0.1
+EMBEDDED_RANGE = tuple(max(abs(lo), abs(hi)) for lo, hi in zip(EMBEDDED_LOWER, EMBEDDED_UPPER, strict=True))
+"""The range the model normalises each joint by, rad."""
+EMBEDDED_ACTION_LIMITS = tuple(round(v * EMBEDDED_PERIOD, 9) for v in EMBEDDED_VELOCITY)
+"""The most each joint moves in one control period (velocity x period), rad."""
+
 
 class ConfigError(ValueError):
     """A configuration value or file is invalid; the message names the offending key."""
@@ -266,9 +279,9 @@ class DataConfig:
     """Topic of the joint-position commands sent to the robot."""
     command_type: str = "trajectory"
     """`trajectory` (trajectory_msgs/JointTrajectory, first point) or `forward` (Float64MultiArray)."""
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """Joint order of the `joints` and `actions` arrays (and of `forward` commands)."""
-    control_period: float = 0.1
+    control_period: float = EMBEDDED_PERIOD
     """Seconds between commands; a stamp gap above 2.5x this starts a new segment."""
     max_skew: float = 0.05
     """Largest |stamp difference| (s) between a command and its frame / joint state."""
@@ -306,7 +319,7 @@ class CollectConfig:
     """Episodes per bag directory (`shard_0000`, `shard_0001`, ...)."""
     seed: int = 0
     """Seed of the first episode; also seeds the exploration policy."""
-    control_period: float = 0.1
+    control_period: float = EMBEDDED_PERIOD
     """Seconds of simulated time between commands."""
     push_fraction: float = 0.6
     """Fraction of episodes with scripted pushes of the block."""
@@ -396,11 +409,11 @@ class WorldModelConfig:
     """Attention heads per ViT block."""
     latent_dim: int = 16
     """Channels per latent token (>= number of joints)."""
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """Joint order of joint and action vectors."""
-    joint_limits: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
+    joint_limits: tuple[float, ...] = EMBEDDED_RANGE
     """Symmetric joint position limits, rad (joint positions are normalised by them)."""
-    action_limits: tuple[float, ...] = (0.15, 0.2, 0.25, 0.3)
+    action_limits: tuple[float, ...] = EMBEDDED_ACTION_LIMITS
     """Per-joint action bound: action = target - measured position, clipped to +- this (rad)."""
     history: int = 2
     """Latents the predictor sees (its memory)."""
@@ -745,15 +758,15 @@ class ControllerConfig:
     """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
     velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
     this config's own values."""
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """The robot's joints in model order (checked against the model manifest)."""
-    joint_lower: tuple[float, ...] = (-1.9, -2.4, -2.4, -2.0)
+    joint_lower: tuple[float, ...] = EMBEDDED_LOWER
     """Lower joint position limits, rad (the safety filter's)."""
-    joint_upper: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
+    joint_upper: tuple[float, ...] = EMBEDDED_UPPER
     """Upper joint position limits, rad."""
-    velocity_limits: tuple[float, ...] = (1.5, 2.0, 2.5, 3.0)
+    velocity_limits: tuple[float, ...] = EMBEDDED_VELOCITY
     """Joint velocity limits, rad/s."""
-    control_period: float = 0.1
+    control_period: float = EMBEDDED_PERIOD
     """Seconds between plan ticks (the model's action period)."""
     max_age: float = 0.3
     """Inputs (latent, joint state) older than this (s) make the planner hold position."""
@@ -891,7 +904,7 @@ class EncoderNodeConfig:
     """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
     velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
     this config's own values."""
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """The robot's joints in model order (checked against the model manifest)."""
     max_skew: float = 0.05
     """Largest |stamp difference| (s) between a frame and the joint state paired with it."""
@@ -920,7 +933,7 @@ class PredictorNodeConfig:
     """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
     velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
     this config's own values."""
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """The robot's joints in model order (checked against the model manifest)."""
     command_interface: str = "trajectory"
     """Commands to forecast: `trajectory` (arm_controller/joint_trajectory) or `forward`

@@ -418,11 +418,18 @@ def _eval_section(task: str, record: dict) -> list[str]:
                 f"{_pct(res['success_rate'])} ({_pct(res['success_rate_any_step'])} at some tick)",
                 _pct(res["false_reached_rate"]) if "false_reached_rate" in res else "–",
                 f"{_cm(res['mean_start_distance_m'])} → {_cm(res['mean_final_distance_m'])}",
-                f"{res['tick_ms_p50']:.0f} / {res['tick_ms_p99']:.0f} ms" if "tick_ms_p50" in res else "–",
+                _ms(res["tick_ms_p50"], res["tick_ms_p99"]) if "tick_ms_p50" in res else "–",
             )
         )
     header = ("policy", "success", "false reached", "mean distance start → end", "tick p50 / p99")
-    return [*lines, *_table(header, rows), ""]
+    lines += [*_table(header, rows), ""]
+    if task == "push" and "privileged_true_sim_state" not in r.get("baselines", {}):
+        lines += [
+            "The privileged push planner (`--privileged-push`: CEM on a copy of the simulator) was not part",
+            "of this run; its earlier figures are in [history.md](history.md).",
+            "",
+        ]
+    return lines
 
 
 def _model_section(path: Path) -> list[str]:
@@ -461,6 +468,11 @@ def _model_section(path: Path) -> list[str]:
         *_table(("metric", "value"), [(a, _cell(str(b))) for a, b in rows]),
         "",
     ]
+
+
+def _ms(p50: float, p99: float) -> str:
+    digits = 0 if p50 >= 10 else 2  # a baseline's sub-millisecond tick is not 0 ms
+    return f"{p50:.{digits}f} / {p99:.{digits}f} ms"
 
 
 def _bench_section(record: dict) -> list[str]:

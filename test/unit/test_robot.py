@@ -161,3 +161,11 @@ def test_robot_description_refuses_inconsistent_values():
         RobotDescription(joint_lower=(0.0,), joint_upper=(1.0,), velocity_limits=(0.0,), **base)
     ok = RobotDescription(joint_lower=(-1.0,), joint_upper=(1.0,), velocity_limits=(2.0,), **base)
     assert dataclasses.replace(ok, control_period=0.2).action_limits == (0.4,)
+
+
+def test_the_configs_defaults_are_the_embedded_robot_file():
+    """The dataclass defaults (one set of constants in config.py) are what the embedded arm's robot
+    file gives: a config without a robot file is the embedded arm's."""
+    robot = load_robot(ROOT / "config" / "robots" / "tabletop_arm.robot.yaml")
+    for cls in CONFIGS:
+        assert robot.apply(cls()) == cls(), cls.__name__
