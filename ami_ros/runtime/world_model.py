@@ -244,10 +244,10 @@ def load_model(
         expected_joint_names: the robot's joint names in model order; a mismatch is an error.
         providers: preference order, filtered by `onnxruntime.get_available_providers()`.
         intra_op_threads: onnxruntime CPU threads (0 = onnxruntime's default).
-        spin_wait: let onnxruntime's worker threads busy-wait between runs. It saves about 2 ms a
+        spin_wait: let onnxruntime's worker threads busy-wait between runs. It saves a little per
             run for one session alone on its cores, but the sessions of one process (the encoder
-            and the planner's graph, or the one-process stack) then take each other's cores:
-            measured on 2 cores, a 64-sample rollout cost took 28 ms instead of 17 ms.
+            and the planner's graph, or the one-process stack) then take each other's cores
+            (measured: docs/history.md).
         trt_cache_dir, trt_fp16: TensorRT engine cache folder and fp16 (TensorRT provider only).
         warm_up: run every session once before returning.
         expected_control_period: the robot's control period (s); the model's actions are deltas
