@@ -42,7 +42,6 @@ import numpy as np
 
 from ami_ros.config import SimConfig
 from ami_ros.core.preprocess import resize_frame
-from ami_ros.robot import load_robot, robot_file
 from ami_ros.runtime import WorldModelRuntime, default_model_dir, load_model
 from ami_ros.sim import ArmSim
 
@@ -59,8 +58,7 @@ SCORES = (
     "frame_diff",
     "tracking_error",
 )
-PERIOD = load_robot(robot_file("tabletop_arm.robot.yaml")).control_period
-"""The embedded arm's control period (s), from its robot file."""
+PERIOD = 0.1
 
 
 @dataclasses.dataclass
