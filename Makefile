@@ -12,7 +12,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_LOCALHOST_ONLY ?= 1
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast lint format bench docs clean
 
 setup: $(STAMP)
 
@@ -30,13 +30,18 @@ test-fast: setup
 	$(PY) -m pytest -m "not ros and not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 bench: setup
 	$(VENV)/bin/ami-ros bench $(if $(wildcard models/tabletop_arm/manifest.yaml),--model models/tabletop_arm)
+
+# The generated pages: docs/reference.md, docs/results.md and the README's figures (test/test_docs.py
+# fails when they differ from what this writes).
+docs: setup
+	$(PY) -m ami_ros.docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -19,7 +19,7 @@ def tree(src: str) -> list[tuple[str, list[str]]]:
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version="0.4.0",
     packages=find_packages(exclude=["test", "test.*"]),
     package_data={"ami_ros.sim": ["assets/*.xml", "assets/*.urdf"]},
     data_files=[

@@ -1,3 +1,3 @@
 """ami_ros: plan robot motions with a JEPA world model, from ROS 2."""
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"

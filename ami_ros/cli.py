@@ -1,7 +1,13 @@
 """`ami-ros`: the project's command line.
 
-ami-ros demo    the embedded robot and the node graph over DDS (separate processes, then one process)
-ami-ros bench   speed of the embedded robot (physics, rendering, real-time factor)
+ami-ros collect       record exploration of the embedded robot as rosbag2 MCAP
+ami-ros train         train the world model on rosbag2 recordings (torchrun for several GPUs)
+ami-ros train-pose    fit the encoder's pixel pose network on a trained model
+ami-ros train-policy  learn the planner's goal-conditioned proposal on a model
+ami-ros export        export a checkpoint to a model directory (ONNX graphs + manifest)
+ami-ros eval          closed-loop success on the embedded robot, with baselines
+ami-ros demo          the embedded robot and the node graph over DDS (separate processes, then one)
+ami-ros bench         speed of the embedded robot and a model's latency per execution provider
 """
 
 from __future__ import annotations
@@ -83,19 +89,16 @@ def check_training_robot(robot: str | Path, cfg: TrainRunConfig) -> None:
         ConfigError: naming the mismatch.
     """
     from ami_ros.config import ConfigError, ControllerConfig, from_params, load_ros_params
+    from ami_ros.robot import model_mismatch
 
     c = from_params(ControllerConfig, load_ros_params(robot, "planner_node"))
-    if tuple(c.joint_names) != tuple(cfg.model.joint_names):
-        raise ConfigError(f"{robot}: joint_names {list(c.joint_names)} differ from model.joint_names")
-    if abs(c.control_period - cfg.data.control_period) > 1e-9:
-        raise ConfigError(
-            f"{robot}: control_period {c.control_period} s differs from data.control_period "
-            f"{cfg.data.control_period} s (the model's actions are deltas over the bags' period)"
-        )
-    limits = zip(c.joint_names, c.joint_lower, c.joint_upper, cfg.model.joint_limits, strict=True)
-    for name, lo, hi, bound in limits:
-        if max(abs(lo), abs(hi)) > bound:
-            raise ConfigError(f"{robot}: {name} limits [{lo}, {hi}] reach beyond model.joint_limits {bound}")
+    m = cfg.model
+    why = model_mismatch(
+        c.joint_names, c.control_period, (c.joint_lower, c.joint_upper),
+        m.joint_names, cfg.data.control_period, m.joint_limits,
+    )  # fmt: skip
+    if why:
+        raise ConfigError(f"{robot} against the training config: {why}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

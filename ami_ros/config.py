@@ -7,8 +7,13 @@ typo in a YAML file is an error rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import itertools
 import math
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -17,6 +22,19 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+# The embedded arm's robot fields: the defaults of every config. Its description is
+# config/robots/tabletop_arm.robot.yaml + its URDF (test/unit/test_robot.py checks these equal it);
+# a config takes another arm by naming that arm's robot file in its `robot` field (ami_ros.robot).
+EMBEDDED_JOINTS = ("joint1", "joint2", "joint3", "joint4")
+EMBEDDED_LOWER = (-1.9, -2.4, -2.4, -2.0)
+EMBEDDED_UPPER = (1.9, 2.4, 2.4, 2.0)
+EMBEDDED_VELOCITY = (1.5, 2.0, 2.5, 3.0)
+EMBEDDED_PERIOD = 0.1
+EMBEDDED_RANGE = tuple(max(abs(lo), abs(hi)) for lo, hi in zip(EMBEDDED_LOWER, EMBEDDED_UPPER, strict=True))
+"""The range the model normalises each joint by, rad."""
+EMBEDDED_ACTION_LIMITS = tuple(round(v * EMBEDDED_PERIOD, 9) for v in EMBEDDED_VELOCITY)
+"""The most each joint moves in one control period (velocity x period), rad."""
 
 
 class ConfigError(ValueError):
@@ -34,7 +52,7 @@ class SimConfig:
     camera: str = "scene"
     """MJCF camera to render: `scene` (third-person, default) or `top`."""
     shadows: bool = False
-    """Render shadows and reflections (costs ~20x render time on CPU)."""
+    """Render shadows and reflections (much slower on CPU: `ami-ros bench` measures it)."""
     task: str = "reach"
     """Goal sampled on reset: `reach` (an arm configuration) or `push` (a block pose)."""
     push_distance: tuple[float, float] = (0.05, 0.15)
@@ -95,6 +113,31 @@ class SimNodeConfig:
             raise ConfigError(f"diagnostics_period must be > 0, got {self.diagnostics_period}")
 
 
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (`x: int = 0` followed by `\"\"\"doc\"\"\"`) of a dataclass, by field name.
+
+    They document every field once: ROS parameter descriptions (`ros2 param describe`) and the
+    generated reference page (`python -m ami_ros.docs`) both read them.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for stmt, nxt in itertools.pairwise(body):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
+
+
 def _require_finite(config: Any) -> None:
     """Raise ConfigError naming the first float field (or tuple element) of `config` that is NaN or
     infinite: comparisons with NaN are all false, so a range check alone lets it through."""
@@ -143,7 +186,7 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError("; ".join(errors))
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, prefix=f"{key}.")
     raise ConfigError(f"{key}: unsupported field type {annotation!r}")
 
@@ -160,7 +203,12 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
     if unknown:
         raise ConfigError(f"unknown key(s) for {cls.__name__}: {', '.join(prefix + k for k in unknown)}")
     kwargs = {k: _check_type(v, hints[k], prefix + k) for k, v in data.items()}
-    return cls(**kwargs)
+    config = cls(**kwargs)
+    if getattr(config, "robot", ""):  # the robot file's values replace the robot fields
+        from ami_ros.robot import load_robot, robot_file  # ami_ros.robot imports this module
+
+        config = load_robot(robot_file(config.robot)).apply(config)  # type: ignore[attr-defined]
+    return config
 
 
 def load_yaml(path: str | Path, cls: type[T], section: str | None = None) -> T:
@@ -231,9 +279,9 @@ class DataConfig:
     """Topic of the joint-position commands sent to the robot."""
     command_type: str = "trajectory"
     """`trajectory` (trajectory_msgs/JointTrajectory, first point) or `forward` (Float64MultiArray)."""
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """Joint order of the `joints` and `actions` arrays (and of `forward` commands)."""
-    control_period: float = 0.1
+    control_period: float = EMBEDDED_PERIOD
     """Seconds between commands; a stamp gap above 2.5x this starts a new segment."""
     max_skew: float = 0.05
     """Largest |stamp difference| (s) between a command and its frame / joint state."""
@@ -271,7 +319,7 @@ class CollectConfig:
     """Episodes per bag directory (`shard_0000`, `shard_0001`, ...)."""
     seed: int = 0
     """Seed of the first episode; also seeds the exploration policy."""
-    control_period: float = 0.1
+    control_period: float = EMBEDDED_PERIOD
     """Seconds of simulated time between commands."""
     demo_fraction: float = 0.4
     """Fraction of episodes with goal-directed push demonstrations: the block pushed to the episode's
@@ -370,11 +418,11 @@ class WorldModelConfig:
     """Attention heads per ViT block."""
     latent_dim: int = 16
     """Channels per latent token (>= number of joints)."""
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """Joint order of joint and action vectors."""
-    joint_limits: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
+    joint_limits: tuple[float, ...] = EMBEDDED_RANGE
     """Symmetric joint position limits, rad (joint positions are normalised by them)."""
-    action_limits: tuple[float, ...] = (0.15, 0.2, 0.25, 0.3)
+    action_limits: tuple[float, ...] = EMBEDDED_ACTION_LIMITS
     """Per-joint action bound: action = target - measured position, clipped to +- this (rad)."""
     history: int = 2
     """Latents the predictor sees (its memory)."""
@@ -502,6 +550,10 @@ class TrainConfig:
 class TrainRunConfig:
     """A training YAML file (`config/train*.yaml`): the `model`, `train` and `data` sections."""
 
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    control period and topics replace the `model` and `data` sections' (action limits derived as
+    velocity x period). Empty: the sections' own values."""
     model: WorldModelConfig = dataclasses.field(default_factory=WorldModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -606,14 +658,13 @@ class PlannerConfig:
     horizon: int = 5
     """Actions per plan (control ticks looked ahead)."""
     samples: int = 64
-    """Action sequences evaluated per iteration (64 x 2 iterations: 100% of 20 far reaches at a
-    40 ms tick on 2 CPU cores, as many as 128 x 2 at 58 ms)."""
+    """Action sequences evaluated per iteration (the search size's measured trade-off between
+    success and tick time: docs/results.md)."""
     iterations: int = 2
     """Refinement iterations per control tick."""
     elites: int = 8
-    """CEM: sequences the distribution is refitted to (8 of 64: towards a far goal the first
-    action is 0.94 of the action limit on average; refitted to 32 it was 0.73, and detours took
-    half as long again)."""
+    """CEM: sequences the distribution is refitted to (fewer elites: bolder first actions, so
+    the arm crosses a route faster; measured in docs/results.md)."""
     temperature: float = 0.05
     """MPPI: cost scale of the exponential weights (lower is greedier)."""
     init_std: float = 0.5
@@ -725,15 +776,19 @@ class ControllerConfig:
     `safety.max_step`); eval reads the same planner_node section of the robot config.
     """
 
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
+    this config's own values."""
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """The robot's joints in model order (checked against the model manifest)."""
-    joint_lower: tuple[float, ...] = (-1.9, -2.4, -2.4, -2.0)
+    joint_lower: tuple[float, ...] = EMBEDDED_LOWER
     """Lower joint position limits, rad (the safety filter's)."""
-    joint_upper: tuple[float, ...] = (1.9, 2.4, 2.4, 2.0)
+    joint_upper: tuple[float, ...] = EMBEDDED_UPPER
     """Upper joint position limits, rad."""
-    velocity_limits: tuple[float, ...] = (1.5, 2.0, 2.5, 3.0)
+    velocity_limits: tuple[float, ...] = EMBEDDED_VELOCITY
     """Joint velocity limits, rad/s."""
-    control_period: float = 0.1
+    control_period: float = EMBEDDED_PERIOD
     """Seconds between plan ticks (the model's action period)."""
     max_age: float = 0.3
     """Inputs (latent, joint state) older than this (s) make the planner hold position."""
@@ -744,8 +799,8 @@ class ControllerConfig:
     success_scene_mse: float = 0.008
     """...and only while the scene matches the goal image: the image tokens' mean squared distance
     to the goal's (the energy's fine-token term) is below this (twice this to stay reached). The
-    arm at the goal pose with the block elsewhere is not the goal. Shipped model, push goals,
-    arm within 0.02 rad of the goal pose: block on its goal, median 0.007; 3 cm off, 0.023 (min 0.007)."""
+    arm at the goal pose with the block elsewhere is not the goal (how well it separates them:
+    docs/results.md)."""
     cost_weights: tuple[float, ...] = ()
     """Rollout-cost weights (see the model manifest's `rollout_cost`); empty: the manifest's default."""
     planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
@@ -867,7 +922,11 @@ class RuntimeConfig:
 class EncoderNodeConfig:
     """`encoder_node`: camera frame + joint state -> ami/latent."""
 
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
+    this config's own values."""
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """The robot's joints in model order (checked against the model manifest)."""
     max_skew: float = 0.05
     """Largest |stamp difference| (s) between a frame and the joint state paired with it."""
@@ -892,7 +951,11 @@ class EncoderNodeConfig:
 class PredictorNodeConfig:
     """`predictor_node`: forecasts of the commands actually sent, and surprise."""
 
-    joint_names: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4")
+    robot: str = ""
+    """Robot file (`config/robots/<arm>.robot.yaml`: a name there, or a path): its joints, limits,
+    velocities and control period replace this config's robot fields (`ami_ros.robot`). Empty:
+    this config's own values."""
+    joint_names: tuple[str, ...] = EMBEDDED_JOINTS
     """The robot's joints in model order (checked against the model manifest)."""
     command_interface: str = "trajectory"
     """Commands to forecast: `trajectory` (arm_controller/joint_trajectory) or `forward`

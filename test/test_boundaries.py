@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "ami_ros"
 ROS_MODULES = re.compile(r"^(rclpy|rosidl\w*|\w+_msgs|\w+_interfaces|std_srvs|launch|launch_ros)$")
-NO_ROS_NO_TORCH = ["config.py", "core", "runtime", "sim", "data"]
+NO_ROS_NO_TORCH = ["config.py", "robot.py", "core", "runtime", "sim", "data"]
 
 
 def imported_top_modules(path: Path) -> set[str]:
@@ -72,3 +72,16 @@ def test_console_scripts_point_at_main_functions():
         path = ROOT / (module.replace(".", "/") + ".py")
         tree = ast.parse(path.read_text())
         assert any(isinstance(n, ast.FunctionDef) and n.name == func for n in tree.body), f"{module}:{func}"
+
+
+def test_version_agrees_across_package_xml_setup_py_package_and_changelog():
+    xml_version = ET.parse(ROOT / "package.xml").getroot().findtext("version")
+    setup_version = re.search(r'version="([^"]+)"', (ROOT / "setup.py").read_text()).group(1)
+    init_version = re.search(r'__version__ = "([^"]+)"', (PKG / "__init__.py").read_text()).group(1)
+    sections = re.findall(
+        r"^(\d+\.\d+\.\d+) \((\d{4}-\d\d-\d\d)\)\n-+$", (ROOT / "CHANGELOG.rst").read_text(), re.M
+    )
+    assert sections, "CHANGELOG.rst has no `X.Y.Z (YYYY-MM-DD)` sections"
+    assert xml_version == setup_version == init_version == sections[0][0]
+    versions = [tuple(int(p) for p in v.split(".")) for v, _ in sections]
+    assert versions == sorted(versions, reverse=True), "CHANGELOG.rst sections: newest first"

@@ -13,12 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ami_ros.config import ControllerConfig, from_params, load_ros_params
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "gazebo.launch.py"
 BRIDGE = yaml.safe_load((ROOT / "config" / "gz_bridge.yaml").read_text())
 WORLD = ET.parse(ROOT / "config" / "gazebo" / "tabletop.sdf").getroot()
 CONTROLLERS = yaml.safe_load((ROOT / "config" / "ros2_controllers.yaml").read_text())
-ROBOT = yaml.safe_load((ROOT / "config" / "robots" / "tabletop_arm.yaml").read_text())
+ROBOT_CONFIG = ROOT / "config" / "robots" / "tabletop_arm.yaml"
+PLANNER = from_params(ControllerConfig, load_ros_params(ROBOT_CONFIG, "planner_node"))
+"""planner_node's robot config, with its robot file applied (joints, limits, velocities)."""
 URDF = ET.parse(ROOT / "ami_ros" / "sim" / "assets" / "tabletop_arm.urdf").getroot()
 GZ_TYPES = {  # ros_gz_bridge's pairs for these messages
     "sensor_msgs/msg/Image": "gz.msgs.Image",
@@ -101,22 +105,21 @@ def test_spawned_controllers_take_the_planner_commands():
     assert (
         "forward_position_controller/commands" in planner_source and "forward_position_controller" in manager
     )
-    planner = ROBOT["/**/planner_node"]["ros__parameters"]
-    assert CONTROLLERS["arm_controller"]["ros__parameters"]["joints"] == planner["joint_names"]
-    assert CONTROLLERS["forward_position_controller"]["ros__parameters"]["joints"] == planner["joint_names"]
+    names = list(PLANNER.joint_names)
+    assert CONTROLLERS["arm_controller"]["ros__parameters"]["joints"] == names
+    assert CONTROLLERS["forward_position_controller"]["ros__parameters"]["joints"] == names
 
 
 def test_urdf_joints_and_limits_are_the_robot_config():
-    planner = ROBOT["/**/planner_node"]["ros__parameters"]
     joints = [j for j in URDF.findall("joint") if j.get("type") == "revolute"]
-    assert [j.get("name") for j in joints] == planner["joint_names"]
+    assert [j.get("name") for j in joints] == list(PLANNER.joint_names)
     for i, joint in enumerate(joints):
         limit = joint.find("limit")
-        assert float(limit.get("lower")) == pytest.approx(planner["joint_lower"][i])
-        assert float(limit.get("upper")) == pytest.approx(planner["joint_upper"][i])
-        assert float(limit.get("velocity")) == pytest.approx(planner["velocity_limits"][i])
+        assert float(limit.get("lower")) == pytest.approx(PLANNER.joint_lower[i])
+        assert float(limit.get("upper")) == pytest.approx(PLANNER.joint_upper[i])
+        assert float(limit.get("velocity")) == pytest.approx(PLANNER.velocity_limits[i])
     controlled = URDF.find("ros2_control").findall("joint")
-    assert [j.get("name") for j in controlled] == planner["joint_names"]
+    assert [j.get("name") for j in controlled] == list(PLANNER.joint_names)
     for joint in controlled:
         assert [c.get("name") for c in joint.findall("command_interface")] == ["position"]
     (plugin,) = URDF.find("gazebo").findall("plugin")

@@ -24,6 +24,8 @@ from ami_ros.config import (
     SimConfig,
     SimNodeConfig,
     from_dict,
+    from_params,
+    load_ros_params,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,10 +150,10 @@ def test_robot_config_matches_the_embedded_robot():
     """Joint names, limits and velocities of the planner's safety filter are the sim's."""
     from ami_ros.sim import ArmSim
 
-    document = yaml.safe_load((ROOT / "config" / "robots" / "tabletop_arm.yaml").read_text())
-    planner = document["/**/planner_node"]["ros__parameters"]
+    robot = ROOT / "config" / "robots" / "tabletop_arm.yaml"
+    planner = from_params(ControllerConfig, load_ros_params(robot, "planner_node"))  # with its robot file
     with ArmSim(SimConfig()) as sim:
-        assert planner["joint_names"] == list(sim.joint_names)
-        assert planner["joint_lower"] == pytest.approx(sim.lower)
-        assert planner["joint_upper"] == pytest.approx(sim.upper)
-        assert planner["velocity_limits"] == pytest.approx(sim.velocity_limits)
+        assert list(planner.joint_names) == list(sim.joint_names)
+        assert planner.joint_lower == pytest.approx(sim.lower)
+        assert planner.joint_upper == pytest.approx(sim.upper)
+        assert planner.velocity_limits == pytest.approx(sim.velocity_limits)

@@ -6,6 +6,7 @@ trained on by `ami-ros train`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,7 +17,18 @@ import pytest
 import yaml
 from test_launch import check_node_section, flatten
 
-from ami_ros.config import ConfigError, DataConfig, TrainRunConfig, from_dict, load_yaml
+from ami_ros.config import (
+    ConfigError,
+    ControllerConfig,
+    DataConfig,
+    EncoderNodeConfig,
+    PredictorNodeConfig,
+    TrainRunConfig,
+    from_dict,
+    from_params,
+    load_ros_params,
+    load_yaml,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ROBOT = ROOT / "config" / "robots" / "ur5e.yaml"
@@ -30,22 +42,30 @@ def nodes() -> dict[str, dict]:
     return {key.removeprefix("/**/"): flatten(value["ros__parameters"]) for key, value in document.items()}
 
 
+def planner_config() -> ControllerConfig:
+    """planner_node's controller as the node builds it: the robot config with its robot file applied."""
+    return from_params(ControllerConfig, load_ros_params(ROBOT, "planner_node"))
+
+
 def test_robot_config_configures_every_node_with_the_ur5e_joints():
     sections = nodes()
     assert set(sections) == {"encoder_node", "predictor_node", "planner_node"}
     for node, params in sections.items():
         check_node_section(node, params)  # every key known, every value valid (raises ConfigError)
-        assert params["joint_names"] == UR5E, node
-    planner = sections["planner_node"]
-    lower, upper = np.array(planner["joint_lower"]), np.array(planner["joint_upper"])
+        assert params["robot"] == "ur5e.robot.yaml", node  # the arm is described once, in its robot file
+    for node, cls in (("encoder_node", EncoderNodeConfig), ("predictor_node", PredictorNodeConfig)):
+        assert list(from_params(cls, load_ros_params(ROBOT, node)).joint_names) == UR5E, node
+    planner = planner_config()
+    assert list(planner.joint_names) == UR5E
+    lower, upper = np.array(planner.joint_lower), np.array(planner.joint_upper)
     assert np.all(lower < upper) and not np.allclose(lower, -upper)  # asymmetric limits are allowed
 
 
 def test_training_config_reads_the_robot_the_nodes_drive():
     cfg = load_yaml(TRAIN, TrainRunConfig)
-    planner = nodes()["planner_node"]
-    assert list(cfg.data.joint_names) == list(cfg.model.joint_names) == UR5E == planner["joint_names"]
-    bound = np.maximum(np.abs(planner["joint_lower"]), np.abs(planner["joint_upper"]))
+    planner = planner_config()
+    assert list(cfg.data.joint_names) == list(cfg.model.joint_names) == UR5E == list(planner.joint_names)
+    bound = np.maximum(np.abs(planner.joint_lower), np.abs(planner.joint_upper))
     assert np.all(np.array(cfg.model.joint_limits) >= bound - 1e-6)  # normalisation covers the limits
     model = {"joint_names": UR5E, "joint_limits": [3.0] * 6, "action_limits": [0.1] * 6}
     with pytest.raises(ConfigError, match=r"data\.joint_names .* differ from model\.joint_names"):
@@ -59,16 +79,27 @@ def test_train_checks_the_training_config_against_the_nodes_robot_config(tmp_pat
 
     cfg = load_yaml(TRAIN, TrainRunConfig)
     check_training_robot(ROBOT, cfg)
-    with pytest.raises(ConfigError, match=r"differ from model\.joint_names"):
+    with pytest.raises(ConfigError, match=r"joint names mismatch"):
         check_training_robot(ROOT / "config" / "robots" / "tabletop_arm.yaml", cfg)
+    robot_file = ROOT / "config" / "robots" / "ur5e.robot.yaml"
+    urdf = ROOT / "config" / "robots" / "ur5e.urdf"
+    slower_robot = tmp_path / "ur5e_20hz.robot.yaml"  # the arm at 20 Hz: its robot file changes
+    slower_robot.write_text(
+        robot_file.read_text()
+        .replace("urdf: ur5e.urdf", f"urdf: {urdf}")
+        .replace("control_period: 0.1", "control_period: 0.05")
+    )
     slower = tmp_path / "ur5e_20hz.yaml"
-    slower.write_text(ROBOT.read_text().replace("control_period: 0.1", "control_period: 0.05"))
-    with pytest.raises(ConfigError, match=r"control_period 0\.05 s differs from data\.control_period 0\.1 s"):
+    slower.write_text(ROBOT.read_text().replace("robot: ur5e.robot.yaml", f"robot: {slower_robot}"))
+    with pytest.raises(
+        ConfigError, match=r"control period mismatch: the robot's is 0\.05 s, the model was trained on 0\.1 s"
+    ):
         check_training_robot(slower, cfg)
-    wide = tmp_path / "ur5e_wide.yaml"
-    wide.write_text(ROBOT.read_text().replace("[6.2832, 0.0, 3.1416,", "[6.2832, 0.0, 4.0,"))
-    with pytest.raises(ConfigError, match=r"elbow_joint limits \[-3.1416, 4.0\] reach beyond"):
-        check_training_robot(wide, cfg)
+    limits = list(cfg.model.joint_limits)
+    limits[2] = 3.0  # a model normalising the elbow by +-3.0 rad cannot take the robot's +-pi
+    narrow = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, joint_limits=tuple(limits)))
+    with pytest.raises(ConfigError, match=r"joint limits of \['elbow_joint'\] reach beyond"):
+        check_training_robot(ROBOT, narrow)
 
 
 def record_ur5e_bag(path: Path, cfg: DataConfig, segments: int = 3, steps: int = 24) -> Path:
@@ -134,10 +165,10 @@ def test_a_ur5e_bag_reads_with_its_names_and_trains(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     from ami_ros.runtime import load_model
 
-    planner = nodes()["planner_node"]
+    planner = planner_config()
     runtime = load_model(
-        model, UR5E, expected_control_period=planner["control_period"],
-        expected_limits=(planner["joint_lower"], planner["joint_upper"]),
+        model, UR5E, expected_control_period=planner.control_period,
+        expected_limits=(planner.joint_lower, planner.joint_upper),
     )  # fmt: skip
     assert runtime.joint_names == UR5E and runtime.manifest["actions"]["dim"] == 6
     assert runtime.manifest["actions"]["control_period_s"] == cfg.data.control_period

@@ -35,7 +35,7 @@ def energy_terms(
     return fine, coarse, joints
 
 
-def weighted(terms: Sequence[float], weights: Sequence[float]) -> float:
+def weighted(terms: Sequence[float], weights: Sequence[float] | np.ndarray) -> float:
     """w0 * fine + w1 * coarse + w2 * joints."""
     return sum(float(w) * t for w, t in zip(weights, terms, strict=True))
 

@@ -79,7 +79,8 @@ class Chain:
             root = ET.parse(path).getroot()
         except (OSError, ET.ParseError) as err:
             raise ConfigError(f"approach.urdf {path}: {err}") from None
-        by_child = {j.find("child").get("link"): j for j in root.iter("joint") if j.find("child") is not None}
+        joints = root.iter("joint")
+        by_child = {child.get("link"): j for j in joints if (child := j.find("child")) is not None}
         names, steps, link = list(joint_names), [], tip_link
         if link not in {lk.get("name") for lk in root.iter("link")}:
             raise ConfigError(f"approach.tip_link {tip_link!r} is not a link of {path}")
@@ -95,7 +96,8 @@ class Chain:
             axis = np.array([float(v) for v in xyz.split()])
             index = names.index(name) if kind != "fixed" else -1
             steps.append(_Joint(_origin(j.find("origin")), axis / np.linalg.norm(axis), kind, index))
-            link = j.find("parent").get("link")
+            parent = j.find("parent")
+            link = parent.get("link", "") if parent is not None else ""  # no parent: the chain ends
         missing = [names[i] for i in sorted(set(range(len(names))) - {s.index for s in steps})]
         if missing:
             raise ConfigError(f"{path}: joints {missing} are not between the root and {tip_link!r}")
@@ -233,13 +235,15 @@ def route(
         new = toward(grow[0][near], sample)
         if not clear(grow[0][near], new):
             continue
-        grow[0].append(new), grow[1].append(near)
+        grow[0].append(new)
+        grow[1].append(near)
         k = int(np.argmin(np.linalg.norm(np.array(other[0]) - new, axis=1)))
         while True:  # the other tree reaches for the new node
             nxt = toward(other[0][k], new)
             if not clear(other[0][k], nxt):
                 break
-            other[0].append(nxt), other[1].append(k)
+            other[0].append(nxt)
+            other[1].append(k)
             k = len(other[0]) - 1
             if np.array_equal(nxt, new):
                 halves = [_branch(grow, len(grow[0]) - 1), _branch(other, k)]

@@ -176,11 +176,11 @@ def privileged_push_policy(
     The cost, summed over the horizon: block-to-goal distance, plus 0.3 x the pusher's distance
     to the point 5 cm behind the block on the line to the goal (without it, a 5-step horizon that
     does not touch the block sees every plan as equal). The model copy steps its physics at 10 ms
-    instead of 2 ms. Its search is larger than the controller's (`PRIVILEGED_PUSH_SEARCH`, 0.39 s
-    a tick p50). With `approach` (and the robot config's `approach.urdf`), the arm first takes the
-    controller's approach (`ApproachPath`) to the true goal pose's set-back poses, each tick a
-    straight step at the action limits towards its target, and the CEM takes over past the last one
-    (50 held-out seeds: 86% with the approach, 82% without; at 64 x 2 without it, 60%).
+    instead of 2 ms. Its search is larger than the controller's (`PRIVILEGED_PUSH_SEARCH`). With
+    `approach` (and the robot config's `approach.urdf`), the arm first takes the controller's
+    approach (`ApproachPath`) to the true goal pose's set-back poses, each tick a straight step at
+    the action limits towards its target, and the CEM takes over past the last one. Its measured
+    success and tick time: docs/results.md.
     """
     samples, iterations = PRIVILEGED_PUSH_SEARCH
     search = dataclasses.replace(

@@ -7,12 +7,8 @@ through `ami_ros.config.from_dict`, so a wrong type or value fails exactly as in
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import functools
-import inspect
-import itertools
-import textwrap
 import typing
 from collections.abc import Collection
 from typing import Any, TypeVar
@@ -20,7 +16,7 @@ from typing import Any, TypeVar
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 
-from ami_ros.config import ConfigError, from_dict
+from ami_ros.config import ConfigError, field_docs, from_dict
 from ami_ros.ros.fault_log import FaultLog
 
 T = TypeVar("T")
@@ -33,7 +29,7 @@ def declare_from_dataclass(node: Node, cls: type, prefix: str = "", dynamic: Col
     checks and converts) and read-only after start-up except the fields named in `dynamic`. A
     field that is itself a dataclass becomes its fields under `prefix + field + "."`.
     """
-    docs = _field_docs(cls)
+    docs = field_docs(cls)
     for field in dataclasses.fields(cls):
         if field.default is not dataclasses.MISSING:
             default = field.default
@@ -128,24 +124,3 @@ def plain(value: Any) -> Any:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
         return value
     return [v.item() if hasattr(v, "item") else v for v in value]
-
-
-@functools.cache
-def _field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (`x: int = 0` followed by `\"\"\"doc\"\"\"`) of a dataclass, by field name."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
-        return {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    docs = {}
-    for stmt, nxt in itertools.pairwise(body):
-        if (
-            isinstance(stmt, ast.AnnAssign)
-            and isinstance(stmt.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
-    return docs

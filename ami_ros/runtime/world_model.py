@@ -20,6 +20,7 @@ import onnxruntime as ort
 import yaml
 
 from ami_ros.paths import share_file
+from ami_ros.robot import model_mismatch
 
 log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "ami_ros.world_model/1"
@@ -243,10 +244,10 @@ def load_model(
         expected_joint_names: the robot's joint names in model order; a mismatch is an error.
         providers: preference order, filtered by `onnxruntime.get_available_providers()`.
         intra_op_threads: onnxruntime CPU threads (0 = onnxruntime's default).
-        spin_wait: let onnxruntime's worker threads busy-wait between runs. It saves about 2 ms a
+        spin_wait: let onnxruntime's worker threads busy-wait between runs. It saves a little per
             run for one session alone on its cores, but the sessions of one process (the encoder
-            and the planner's graph, or the one-process stack) then take each other's cores:
-            measured on 2 cores, a 64-sample rollout cost took 28 ms instead of 17 ms.
+            and the planner's graph, or the one-process stack) then take each other's cores
+            (measured: docs/history.md).
         trt_cache_dir, trt_fp16: TensorRT engine cache folder and fp16 (TensorRT provider only).
         warm_up: run every session once before returning.
         expected_control_period: the robot's control period (s); the model's actions are deltas
@@ -269,14 +270,7 @@ def load_model(
         raise ModelLoadError(f"{path}: invalid YAML: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ModelLoadError(f"{path}: not a {MANIFEST_FORMAT} manifest")
-    names = list(manifest["joints"]["names"])
-    if expected_joint_names is not None and list(expected_joint_names) != names:
-        raise ModelLoadError(
-            f"joint names mismatch: the robot has {list(expected_joint_names)}, "
-            f"the model was trained on {names} "
-            "(same names in the same order required)"
-        )
-    check_robot(manifest, path, expected_control_period, expected_limits)
+    check_robot(manifest, path, expected_joint_names, expected_control_period, expected_limits)
     files = manifest["files"]
     unknown = sorted(set(graphs) - set(GRAPHS + OPTIONAL_GRAPHS))
     if unknown or not graphs:
@@ -357,32 +351,23 @@ class _Sessions(dict):
 def check_robot(
     manifest: dict,
     path: Path,
+    joint_names: Sequence[str] | None = None,
     control_period: float | None = None,
     limits: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> None:
-    """The robot's control period and joint limits against the manifest's (see `load_model`).
+    """The robot's joint names, control period and joint limits against the manifest's (see
+    `load_model`): `ami_ros.robot.model_mismatch`, the check `ami-ros train --robot-config` makes too.
 
     Raises:
         ModelLoadError: naming the mismatch.
     """
-    period = float(manifest["actions"]["control_period_s"])
-    if control_period is not None and abs(control_period - period) > 1e-6 * period:
-        raise ModelLoadError(
-            f"control period mismatch: the robot's is {control_period} s, the model was trained on "
-            f"{period} s actions ({path})"
-        )
-    if limits is not None:
-        bound = np.asarray(manifest["joints"]["limits_rad"], float)
-        lower, upper = np.asarray(limits[0], float), np.asarray(limits[1], float)
-        if lower.shape != bound.shape or upper.shape != bound.shape:
-            raise ModelLoadError(f"{len(bound)} joint limits expected (the model's joints), got {len(lower)}")
-        outside = (np.abs(lower) > bound * (1 + 1e-6)) | (np.abs(upper) > bound * (1 + 1e-6))
-        if outside.any():
-            names = [n for n, o in zip(manifest["joints"]["names"], outside, strict=True) if o]
-            raise ModelLoadError(
-                f"joint limits of {names} reach beyond the range the model was trained on "
-                f"(+-{bound[outside].tolist()} rad, manifest joints.limits_rad)"
-            )
+    model_names = list(manifest["joints"]["names"])
+    why = model_mismatch(
+        model_names if joint_names is None else joint_names, control_period, limits,
+        model_names, float(manifest["actions"]["control_period_s"]), manifest["joints"]["limits_rad"],
+    )  # fmt: skip
+    if why:
+        raise ModelLoadError(f"{why} (manifest {path})")
 
 
 def default_model_dir(name: str = "tabletop_arm") -> Path:

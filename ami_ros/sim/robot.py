@@ -16,13 +16,13 @@ import numpy as np
 os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco
 
-from ami_ros.config import SimConfig
+from ami_ros.config import EMBEDDED_JOINTS, SimConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 MJCF_PATH = ASSETS / "tabletop_arm.xml"
 URDF_PATH = ASSETS / "tabletop_arm.urdf"
 
-JOINT_NAMES = ("joint1", "joint2", "joint3", "joint4")
+JOINT_NAMES = EMBEDDED_JOINTS  # the MJCF's joints, in the robot file's order
 _PUSHER_RADIUS = 0.02
 _BLOCK_HALF = 0.025
 _BLOCK_ANGLE = 1.3  # block start and push goals lie within +-this bearing from the base (rad)

@@ -31,9 +31,9 @@ from ami_ros.world_model.model import WorldModel, count_parameters, latent_joint
 log = logging.getLogger(__name__)
 OPSET = 18
 MANIFEST_FORMAT = "ami_ros.world_model/1"
-# Joints only: with the pose network's goal-joint estimate this reaches 20/20 far goals, where any
-# token term (even 0.1) drags it down (25% at 0.1, 5% at 1.0; 20 held-out episodes each), since
-# token distance is flat while the arm and its goal pose do not overlap in the image.
+# Joints only, with the pose network's goal-joint estimate: token distance is flat while the arm
+# and its goal pose do not overlap in the image, so any token term drags reach down (measured in
+# docs/results.md).
 DEFAULT_COST_WEIGHTS = (0.0, 0.0, 1.0)
 PARITY_TOLERANCE = 1e-4
 

@@ -12,6 +12,7 @@ from ami_ros.core.controller import PLANNING, Controller
 from ami_ros.core.goal_memory import Goal
 from ami_ros.core.preprocess import encode_frame, resize_frame
 from ami_ros.eval.closed_loop import EpisodeResult, Step, controller_policy, run_episode, summarize
+from ami_ros.robot import load_robot, robot_file
 from ami_ros.runtime import default_model_dir, load_model
 from ami_ros.sim import ArmSim
 
@@ -48,7 +49,8 @@ def test_the_robot_config_sets_the_controller(config):
     assert config.planner.iterations == params["planner"]["iterations"]
     assert config.safety.max_step == params["safety"]["max_step"]
     assert (config.max_age, config.success_energy) == (params["max_age"], params["success_energy"])
-    assert list(config.joint_lower) == params["joint_lower"]
+    robot = load_robot(robot_file(params["robot"]))  # the arm itself: its robot file
+    assert config.joint_lower == robot.joint_lower and config.joint_names == robot.joint_names
     with pytest.raises(ConfigError, match="no parameters for node 'nowhere_node'"):
         load_ros_params(ROBOT, "nowhere_node")
     with pytest.raises(ConfigError, match=r"planner\.samples"):
