@@ -5,8 +5,8 @@ and data, and the block-forecast diagnostic reads the block from the right laten
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-import pickle
 import signal
 import socket
 import subprocess
@@ -38,10 +38,14 @@ TINY = WorldModelConfig(
     predictor_cond_dim=16,
 )
 CHILD = """
-import pickle, sys, torch
+import json, sys
+import numpy as np
+from ami_ros.config import TrainRunConfig, from_dict
 from ami_ros.world_model.train import train
-cfg, episodes, out = pickle.load(open(sys.argv[1], "rb"))
-train(cfg, episodes, out)
+cfg = from_dict(TrainRunConfig, json.load(open(sys.argv[1])))
+arrays = np.load(sys.argv[2])
+episodes = [{k: arrays[f"{i}/{k}"] for k in ("frames", "joints", "actions", "block_xy")} for i in range(int(sys.argv[3]))]
+train(cfg, episodes, sys.argv[4])
 """
 
 
@@ -89,9 +93,12 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, episodes, i
 
     # the same run in another process, SIGKILLed once it has written a checkpoint mid-way
     killed = tmp_path / "killed"
-    job = tmp_path / "job.pkl"
-    job.write_bytes(pickle.dumps((cfg, episodes, killed)))
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(job)], stderr=subprocess.DEVNULL)
+    (tmp_path / "cfg.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    np.savez(
+        tmp_path / "episodes.npz", **{f"{i}/{k}": v for i, ep in enumerate(episodes) for k, v in ep.items()}
+    )
+    args = [tmp_path / "cfg.json", tmp_path / "episodes.npz", len(episodes), killed]
+    child = subprocess.Popen([sys.executable, "-c", CHILD, *map(str, args)], stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (killed / "checkpoint.pt").is_file() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
