@@ -563,7 +563,7 @@ def _retrain_section(record: dict) -> list[str]:
         "The full retrain of the shipped model's recipe (`scripts/retrain.sh`): collect with "
         f"{c['jobs']} worker processes, train end to end, fit the pose network, train the predictor on the",
         "frozen encoder's cached latents, export. Seconds per stage on this machine "
-        f"(Source: {_source(record)}):",
+        f"(Source: {_source(record)}){'; ' + record['note'] if record.get('note') else ''}:",
         "",
         *_table(("stage", "wall time"), [(k, f"{v / 60:.1f} min") for k, v in stages.items()]),
         "",

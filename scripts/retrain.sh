@@ -6,7 +6,9 @@
 # started again with the same command. Writes $OUT/retrain.json (seconds per stage, total) and
 # prints it. Environment: OUT (default runs/retrain), EPISODES (800), JOBS (2), THREADS (torch
 # threads per training process, default 1: on a busy 2-core machine 2 threads oversubscribe),
-# POSE_EPOCHS (6), MODEL (default $OUT/model; models/tabletop_arm ships).
+# POSE_EPOCHS (6), MODEL (default $OUT/model; models/tabletop_arm ships), RESULT (also write the
+# report there, e.g. docs/results/retrain.json), RETRAIN_NOTE (what else shared the machine). A stage killed mid-way is resumed, and the time
+# of its killed attempt is not counted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_LOCALHOST_ONLY=1 MUJOCO_GL=${MUJOCO_GL:-egl}
@@ -54,21 +56,4 @@ stage train-predictor "$OUT/predictor/metrics.json" \
 stage export "" \
   "$AMI" export --checkpoint "$OUT/predictor/checkpoint.pt" --out "$MODEL" --data "$OUT/data"
 
-.venv/bin/python - "$OUT" "$TIMES" <<'EOF'
-import json, subprocess, sys, datetime
-out, times = sys.argv[1], sys.argv[2]
-stages = {}
-for line in open(times):
-    name, ms = line.split("\t")
-    stages[name] = stages.get(name, 0.0) + float(ms) / 1000
-report = {
-    "command": "scripts/retrain.sh",
-    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-    "stages_s": {k: round(v, 1) for k, v in stages.items()},
-    "total_s": round(sum(stages.values()), 1),
-    "predictor_only_s": round(stages.get("train-predictor", 0.0), 1),
-}
-json.dump(report, open(f"{out}/retrain.json", "w"), indent=2)
-print(json.dumps(report, indent=2))
-EOF
+.venv/bin/python scripts/retrain_report.py "$OUT" "${RESULT:-}" "${RETRAIN_NOTE:-}"

@@ -2,7 +2,9 @@
 training stage's held-out metrics, in the format of docs/results/*.json (command, date, commit,
 wall_s, report).
 
-    python scripts/retrain_report.py OUT_FOLDER [RESULT_FILE]
+    python scripts/retrain_report.py OUT_FOLDER [RESULT_FILE] [NOTE]
+
+NOTE: what else ran on the machine meanwhile, kept with the figures (`RETRAIN_NOTE` in retrain.sh).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main(argv: list[str]) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": head.stdout.strip(),
         "wall_s": round(sum(stages.values()), 1),
+        **({"note": argv[2]} if len(argv) > 2 and argv[2] else {}),
         "report": {
             "stages_s": {k: round(v, 1) for k, v in stages.items()},
             "total_s": round(sum(stages.values()), 1),
@@ -45,7 +48,7 @@ def main(argv: list[str]) -> int:
     }
     text = json.dumps(record, indent=2) + "\n"
     (out / "retrain.json").write_text(text)
-    if len(argv) > 1:
+    if len(argv) > 1 and argv[1]:
         Path(argv[1]).write_text(text)
     print(text, end="")
     return 0
