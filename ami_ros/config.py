@@ -523,7 +523,9 @@ class TrainConfig:
     """Keep the encoder of `init_checkpoint` as it is and train the predictor only, on latents encoded
     once and cached in `latent_cache` (the encoder fields of `model` are then the checkpoint's)."""
     init_checkpoint: str = ""
-    """A `train` / `train-pose` checkpoint to start from; required with `freeze_encoder`."""
+    """A `train` / `train-pose` checkpoint to start from: its encoder (the encoder fields of `model`
+    are then the checkpoint's) and, with `init_predictor`, its predictor. Required with
+    `freeze_encoder`."""
     init_predictor: bool = True
     """With `init_checkpoint`: start from its predictor too (false: a fresh one, e.g. a larger one)."""
     latent_cache: str = ".cache/latents"

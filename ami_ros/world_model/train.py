@@ -192,12 +192,14 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def _frozen_start(cfg: TrainRunConfig) -> tuple[TrainRunConfig, dict]:
-    """The run's config with the encoder fields of `init_checkpoint` (the encoder is that one), and
-    the checkpoint."""
+def _start_from(cfg: TrainRunConfig) -> tuple[TrainRunConfig, dict | None]:
+    """The `init_checkpoint` (None without one) and the run's config with its encoder fields: the
+    encoder is that checkpoint's."""
     tc = cfg.train
     if not tc.init_checkpoint:
-        raise ConfigError("train.freeze_encoder needs train.init_checkpoint (the encoder to keep)")
+        if tc.freeze_encoder:
+            raise ConfigError("train.freeze_encoder needs train.init_checkpoint (the encoder to keep)")
+        return cfg, None
     ckpt = torch.load(tc.init_checkpoint, map_location="cpu", weights_only=True)
     init_model = from_dict(TrainRunConfig, ckpt["config"]).model
     fields = {f: getattr(init_model, f) for f in ENCODER_FIELDS}
@@ -220,9 +222,7 @@ def train(
     """
     t_start = time.time()
     tc = cfg.train
-    init: dict | None = None
-    if tc.freeze_encoder:
-        cfg, init = _frozen_start(cfg)
+    cfg, init = _start_from(cfg)
     mc = cfg.model
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -248,6 +248,7 @@ def train(
         model.encoder.load_state_dict(init["encoder"])
         if tc.init_predictor:
             model.predictor.load_state_dict(init["predictor"])
+    if tc.freeze_encoder:
         model.encoder.requires_grad_(False)
         t0 = time.time()
         latents = (

@@ -44,7 +44,8 @@ from ami_ros.config import TrainRunConfig, from_dict
 from ami_ros.world_model.train import train
 cfg = from_dict(TrainRunConfig, json.load(open(sys.argv[1])))
 arrays = np.load(sys.argv[2])
-episodes = [{k: arrays[f"{i}/{k}"] for k in ("frames", "joints", "actions", "block_xy")} for i in range(int(sys.argv[3]))]
+keys = ("frames", "joints", "actions", "block_xy")
+episodes = [{k: arrays[f"{i}/{k}"] for k in keys} for i in range(int(sys.argv[3]))]
 train(cfg, episodes, sys.argv[4])
 """
 
@@ -138,6 +139,14 @@ def test_frozen_encoder_training_keeps_the_encoder_and_cuts_the_latent_error(
     assert max(result["metrics"]["kstep_ratio"]) < 1.0  # better than copy-last on held-out windows
     ckpt = torch.load(tmp_path / "frozen" / "checkpoint.pt", weights_only=True)
     assert ckpt["command"].startswith("ami-ros train x")  # the encoder's history travels along
+
+
+def test_an_end_to_end_run_starts_from_the_init_checkpoint(tmp_path, episodes, init_checkpoint):
+    cfg = run_config(tmp_path, steps=1, lr=1e-12, warmup_steps=1, init_checkpoint=str(init_checkpoint))
+    train(cfg, episodes, tmp_path / "fine_tune")
+    after = weights(tmp_path / "fine_tune" / "checkpoint.pt")
+    for name, value in weights(init_checkpoint).items():
+        torch.testing.assert_close(after[name], value, rtol=0, atol=1e-6, msg=name)
 
 
 def _ddp_rank(rank: int, port: int, cfg: TrainRunConfig, episodes: list, out: Path) -> None:
