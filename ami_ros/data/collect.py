@@ -17,6 +17,8 @@ recovers the action as command − joint_states at the same stamp.
 
 Exploration is biased towards contact with the block; each episode uses one policy:
 
+- `demo` (`demo_fraction`): goal-directed push demonstrations (`DemoPolicy`): the block pushed to
+  the episode's push goal, re-planned from wherever it ends up, then held there.
 - `push` (`push_fraction`): scripted pushes. Pick a point in the block's workspace, push heading
   from the block towards it; move to an IK solution behind the block with the last link along the
   heading, on straight joint-space segments checked not to touch the block (directly, or through
@@ -27,8 +29,9 @@ Exploration is biased towards contact with the block; each episode uses one poli
 - `reach` (the rest): move to joint configurations drawn uniformly across the limits.
 
 Episodes (`steps_per_episode` steps, seed `seed + i`) restart the simulated clock, so stamps get
-a running offset: each episode starts `episode_gap` s after the previous one's last step, which
-keeps stamps monotonic and lets the reader split episodes at the gap. `episodes_per_shard`
+an offset from the episode index: episode i starts i × (`steps_per_episode` × `control_period` +
+`episode_gap`) s in, `episode_gap` s after the previous one's last step, which keeps stamps
+monotonic and lets the reader split episodes at the gap. `episodes_per_shard`
 episodes go into each bag directory `shard_NNNN/`.
 """
 
@@ -215,8 +218,8 @@ class DemoPolicy(PushPolicy):
     Push the block along the line from it to the episode's goal position, re-planning from wherever
     it ends up, until it lies within `_DEMO_DONE` of the goal; then hold the arm where the push ended
     (its tip is then where the goal pose has it: touching the block's trailing face). Moving on to the
-    goal's exact joint positions was tried: the null-space motion of the 4-joint arm swept the block
-    off its goal in about half the demonstrations.
+    goal's exact joint positions was tried: the null-space motion of the 4-joint arm often swept the
+    block off its goal.
     """
 
     def __init__(self, sim: ArmSim, config: CollectConfig, rng: np.random.Generator) -> None:
