@@ -30,7 +30,7 @@ Exploration is biased towards contact with the block; each episode uses one poli
 
 Episodes (`steps_per_episode` steps, seed `seed + i`) restart the simulated clock, so stamps get
 an offset from the episode index: episode i starts i × (`steps_per_episode` × `control_period` +
-`episode_gap`) s in, `episode_gap` s after the previous one's last step, which keeps stamps
+`episode_gap`) s in, one period plus `episode_gap` after the previous one's last step, which keeps stamps
 monotonic and lets the reader split episodes at the gap. `episodes_per_shard`
 episodes go into each bag directory `shard_NNNN/`.
 """
