@@ -152,7 +152,7 @@ class PredictorNode(ManagedNode):
             "surprise_window_mean": f"{np.mean(window):.4f}" if window else "nan",
             "surprise_threshold": c.surprise_threshold,
             # the joints the model expected the commands to reach vs the measured ones: an arm that
-            # does not execute its commands (AUROC 0.98 in `python -m ami_ros.eval.early_warning`)
+            # does not execute its commands (`command_dropped` in `python -m ami_ros.eval.early_warning`)
             "surprise_joints_window_mean": f"{np.mean(self._joint_surprise):.5f}" if window else "nan",
             "stillness_window_min": f"{min(self._stillness):.3f}" if self._stillness else "nan",
             "ignored_messages": self._ignored,
