@@ -7,6 +7,7 @@ through `ami_ros.config.from_dict`, so a wrong type or value fails exactly as in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import typing
@@ -22,23 +23,39 @@ from ami_ros.ros.fault_log import FaultLog
 T = TypeVar("T")
 
 
-def declare_from_dataclass(node: Node, cls: type, prefix: str = "", dynamic: Collection[str] = ()) -> None:
+def declare_from_dataclass(
+    node: Node, cls: type, prefix: str = "", dynamic: Collection[str] = (), defaults: Any = None
+) -> None:
     """Declare one parameter `prefix + field` per field of dataclass `cls`, with the field's default.
 
     Parameters are dynamically typed (`-p rate:=2` for a float field is fine: `read_dataclass`
     checks and converts) and read-only after start-up except the fields named in `dynamic`. A
-    field that is itself a dataclass becomes its fields under `prefix + field + "."`.
+    field that is itself a dataclass becomes its fields under `prefix + field + "."`. When `cls`
+    has a `robot` field and the node is given a robot file, the robot's values are the defaults of
+    the fields it sets (joints, limits, ...), so `ros2 param get` shows what the node uses.
     """
     docs = field_docs(cls)
+    if defaults is None and "robot" in {f.name for f in dataclasses.fields(cls)}:
+        robot_descriptor = ParameterDescriptor(description=docs.get("robot", ""), dynamic_typing=True)
+        robot = node.declare_parameter(prefix + "robot", "", robot_descriptor).value
+        if isinstance(robot, str) and robot:
+            from ami_ros.robot import load_robot, robot_file
+
+            with contextlib.suppress(ConfigError):  # `read_dataclass` reports it, naming the file
+                defaults = load_robot(robot_file(robot)).apply(cls())
     for field in dataclasses.fields(cls):
-        if field.default is not dataclasses.MISSING:
+        if field.name == "robot" and node.has_parameter(prefix + "robot"):
+            continue
+        if defaults is not None:
+            default = getattr(defaults, field.name)
+        elif field.default is not dataclasses.MISSING:
             default = field.default
         elif field.default_factory is not dataclasses.MISSING:
             default = field.default_factory()
         else:
             default = None
         if dataclasses.is_dataclass(default):
-            declare_from_dataclass(node, type(default), f"{prefix}{field.name}.", dynamic)
+            declare_from_dataclass(node, type(default), f"{prefix}{field.name}.", dynamic, default)
             continue
         if isinstance(default, tuple):
             default = list(default)

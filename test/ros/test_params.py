@@ -138,3 +138,16 @@ def test_a_lifecycle_transition_that_does_not_apply_is_refused(ros, nodes, trans
     get = ros.node.create_client(GetState, "planner_node/get_state")
     assert ros.call(get, GetState.Request(), timeout=20.0).current_state.label == "active"
     nodes["planner_node"].check_alive()
+
+
+def test_a_robot_file_sets_the_declared_joint_parameters(ros, start_node) -> None:
+    """`ros2 param get` shows what the node uses: the robot file's joints, not the embedded arm's."""
+    from ami_ros.robot import load_robot, robot_file
+
+    ur5e = load_robot(robot_file("ur5e.robot.yaml"))
+    params = {"robot": "ur5e.robot.yaml", "autostart": False}
+    start_node("ami_ros.ros.encoder_node", params, "ur5e_encoder", ("-r", "__node:=ur5e_encoder"))
+    client = ros.node.create_client(GetParameters, "ur5e_encoder/get_parameters")
+    ros.spin_until(client.service_is_ready, 90.0, "ur5e_encoder's parameter service")
+    assert get_parameter(ros, "ur5e_encoder", "joint_names") == list(ur5e.joint_names)
+    assert get_parameter(ros, "ur5e_encoder", "robot") == "ur5e.robot.yaml"
