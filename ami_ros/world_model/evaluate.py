@@ -128,12 +128,13 @@ def fit_token_probe(
     """Train a `TokenProbe` on (M, N, D) image tokens -> (M, 2) positions (m); returns the probe as a
     function of (M', N, D) tokens -> (M', 2) positions."""
     gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng():  # the probe's initialisation leaves the caller's RNG as it was
+        torch.manual_seed(seed)
+        probe = TokenProbe(tokens.shape[-1], round(tokens.shape[1] ** 0.5))
     mu, sd = tokens.mean((0, 1)), tokens.std((0, 1)) + 1e-6
     ym, ys = xy.mean(0), xy.std(0) + 1e-9
     x = torch.from_numpy(((tokens - mu) / sd).astype(np.float32))
     y = torch.from_numpy(((xy - ym) / ys).astype(np.float32))
-    probe = TokenProbe(tokens.shape[-1], round(tokens.shape[1] ** 0.5))
     opt = torch.optim.AdamW(probe.parameters(), 1e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
     for _ in range(steps):
