@@ -179,17 +179,28 @@ class PushPolicy:
             distance = self.rng.uniform(*self.config.push_distance)
             if np.linalg.norm(block + distance * direction) > hi_r + 0.03:
                 continue  # would push the block out of reach
-            start = block - (_BLOCK_CLEARANCE + _APPROACH_OFFSET) * direction
             heading = float(np.arctan2(direction[1], direction[0]))
-            starts = [q, self.rng.uniform(0.8 * self.sim.lower, 0.8 * self.sim.upper)]
-            solutions = [
-                s for s, err in (local_ik(self.sim, q0, start, heading, 30) for q0 in starts) if err < 3e-3
-            ]
-            for q_pre in sorted(solutions, key=lambda s: float(np.abs(s - q).sum())):
-                if (route := self._approach(q, q_pre, pose)) is not None:
-                    self._plan, self._route = (q_pre, start, direction, _APPROACH_OFFSET + distance), route
-                    self._phase, self._steps, self._block = "approach", 0, block.copy()
-                    return True
+            if self._plan_push(q, pose, direction, heading, distance):
+                return True
+        return False
+
+    def _plan_push(
+        self, q: np.ndarray, pose: np.ndarray, direction: np.ndarray, heading: float, distance: float
+    ) -> bool:
+        """Plan the push of the block at `pose` along `direction` (`heading`, rad) for `distance` m
+        beyond contact: an IK pose behind the block (from `q` or a random start) and a clear route
+        to it. False when neither start gives one."""
+        block = pose[:2]
+        start = block - (_BLOCK_CLEARANCE + _APPROACH_OFFSET) * direction
+        starts = [q, self.rng.uniform(0.8 * self.sim.lower, 0.8 * self.sim.upper)]
+        solutions = [
+            s for s, err in (local_ik(self.sim, q0, start, heading, 30) for q0 in starts) if err < 3e-3
+        ]
+        for q_pre in sorted(solutions, key=lambda s: float(np.abs(s - q).sum())):
+            if (route := self._approach(q, q_pre, pose)) is not None:
+                self._plan, self._route = (q_pre, start, direction, _APPROACH_OFFSET + distance), route
+                self._phase, self._steps, self._block = "approach", 0, block.copy()
+                return True
         return False
 
     def _approach(self, q: np.ndarray, q_pre: np.ndarray, block: np.ndarray) -> list[np.ndarray] | None:
@@ -242,16 +253,8 @@ class DemoPolicy(PushPolicy):
                 self.rng.normal(0.0, 0.15) if attempt else 0.0
             )
             direction = np.array([np.cos(heading), np.sin(heading)])
-            start = block - (_BLOCK_CLEARANCE + _APPROACH_OFFSET) * direction
-            starts = [q, self.rng.uniform(0.8 * self.sim.lower, 0.8 * self.sim.upper)]
-            solutions = [
-                s for s, err in (local_ik(self.sim, q0, start, heading, 30) for q0 in starts) if err < 3e-3
-            ]
-            for q_pre in sorted(solutions, key=lambda s: float(np.abs(s - q).sum())):
-                if (route := self._approach(q, q_pre, pose)) is not None:
-                    self._plan, self._route = (q_pre, start, direction, _APPROACH_OFFSET + gap), route
-                    self._phase, self._steps, self._block = "approach", 0, block.copy()
-                    return True
+            if self._plan_push(q, pose, direction, heading, gap):
+                return True
         return False
 
 
