@@ -43,13 +43,22 @@ def split_episodes(
 
 
 class WindowDataset(Dataset):
-    """Every window of `history + horizon` consecutive frames of every episode.
+    """Every window of `history + horizon` consecutive steps of every episode.
 
-    Item: frames (T, H, W, 3) uint8, joints (T, J), actions (T - 1, J) with T = history + horizon.
+    Item: frames (T, H, W, 3) uint8 — or, given the episodes' cached `latents` (frozen-encoder
+    training), latents (T, N+1, D) float32 instead — joints (T, J), actions (T - 1, J), with
+    T = history + horizon.
     """
 
-    def __init__(self, episodes: Sequence[Episode], history: int, horizon: int) -> None:
+    def __init__(
+        self,
+        episodes: Sequence[Episode],
+        history: int,
+        horizon: int,
+        latents: Sequence[np.ndarray] | None = None,
+    ) -> None:
         self.episodes = list(episodes)
+        self.latents = list(latents) if latents is not None else None
         self.length = history + horizon
         self.index = [
             (e, s) for e, ep in enumerate(self.episodes) for s in range(len(ep["frames"]) - self.length + 1)
@@ -63,36 +72,12 @@ class WindowDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e, s = self.index[i]
         ep, t = self.episodes[e], self.length
-        return {
-            "frames": torch.from_numpy(np.ascontiguousarray(ep["frames"][s : s + t])),
-            "joints": torch.from_numpy(ep["joints"][s : s + t].astype(np.float32)),
-            "actions": torch.from_numpy(ep["actions"][s : s + t - 1].astype(np.float32)),
-        }
-
-
-class LatentWindowDataset(Dataset):
-    """Windows of `history + horizon` consecutive cached latents (frozen-encoder training).
-
-    Item: latents (T, N+1, D) float32, joints (T, J), actions (T - 1, J) with T = history + horizon.
-    """
-
-    def __init__(
-        self, latents: Sequence[np.ndarray], episodes: Sequence[Episode], history: int, horizon: int
-    ) -> None:
-        self.latents, self.episodes = list(latents), list(episodes)
-        self.length = history + horizon
-        self.index = [(e, s) for e, z in enumerate(self.latents) for s in range(len(z) - self.length + 1)]
-        if not self.index:
-            raise ValueError(f"no episode has {self.length} frames (history + horizon)")
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        e, s = self.index[i]
-        ep, t = self.episodes[e], self.length
-        return {
-            "latents": torch.from_numpy(self.latents[e][s : s + t]),
+        seen = (
+            {"frames": torch.from_numpy(np.ascontiguousarray(ep["frames"][s : s + t]))}
+            if self.latents is None
+            else {"latents": torch.from_numpy(self.latents[e][s : s + t])}
+        )
+        return seen | {
             "joints": torch.from_numpy(ep["joints"][s : s + t].astype(np.float32)),
             "actions": torch.from_numpy(ep["actions"][s : s + t - 1].astype(np.float32)),
         }

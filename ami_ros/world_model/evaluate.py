@@ -39,10 +39,32 @@ def encode_episode(model: WorldModel, ep: Episode, batch: int = 256) -> tuple[np
     return np.concatenate(zs), np.concatenate(qs)
 
 
-def _windows(latents: list[np.ndarray], eps: Sequence[Episode], k: int, h: int, max_windows: int):
-    """(history (M,K,N+1,D), actions (M,H,J), future (M,H,N+1,D)) over evenly spaced windows."""
-    idx = [(e, s) for e, z in enumerate(latents) for s in range(len(z) - k - h + 1)]
-    idx = [idx[i] for i in np.linspace(0, len(idx) - 1, min(max_windows, len(idx))).astype(int)]
+def _window_starts(
+    latents: Sequence[np.ndarray],
+    k: int,
+    h: int,
+    max_windows: int,
+    keep: Callable[[int, int], bool] | None = None,
+) -> list[tuple[int, int]]:
+    """(episode, start) of up to `max_windows` evenly spaced windows of K + H latents (of those `keep`
+    accepts)."""
+    idx = [
+        (e, s) for e, z in enumerate(latents) for s in range(len(z) - k - h + 1) if keep is None or keep(e, s)
+    ]
+    return [idx[i] for i in np.linspace(0, len(idx) - 1, min(max_windows, len(idx))).astype(int)]
+
+
+def _windows(
+    latents: Sequence[np.ndarray],
+    eps: Sequence[Episode],
+    k: int,
+    h: int,
+    max_windows: int,
+    starts: list[tuple[int, int]] | None = None,
+):
+    """(history (M,K,N+1,D), actions (M,H,J), future (M,H,N+1,D)) over evenly spaced windows
+    (`starts`: the windows' (episode, start), default `_window_starts`)."""
+    idx = starts if starts is not None else _window_starts(latents, k, h, max_windows)
     hist = np.stack([latents[e][s : s + k] for e, s in idx])
     acts = np.stack([eps[e]["actions"][s + k - 1 : s + k - 1 + h] for e, s in idx]).astype(np.float32)
     fut = np.stack([latents[e][s + k : s + k + h] for e, s in idx])
@@ -177,16 +199,13 @@ def block_forecast(
     k = model.cfg.history
     windows = {}
     for h in horizons:
-        idx = [
-            (e, s)
-            for e, ep in enumerate(val_eps)
-            for s in range(len(ep["block_xy"]) - k - h + 1)
-            if np.linalg.norm(ep["block_xy"][s + k - 1 + h] - ep["block_xy"][s + k - 1]) >= moved
-        ]
-        if idx:
-            windows[h] = [
-                idx[i] for i in np.linspace(0, len(idx) - 1, min(max_windows, len(idx))).astype(int)
-            ]
+
+        def moves(e: int, s: int, h: int = h) -> bool:
+            xy = val_eps[e]["block_xy"]
+            return bool(np.linalg.norm(xy[s + k - 1 + h] - xy[s + k - 1]) >= moved)
+
+        if starts := _window_starts(val_latents, k, h, max_windows, keep=moves):
+            windows[h] = starts
     out: dict[str, Any] = {"moved_cm": 100 * moved, "horizons": {}}
     if not windows:
         return out
@@ -196,11 +215,10 @@ def block_forecast(
         seed=seed,
     )
     for h, idx in windows.items():
-        hist = np.stack([val_latents[e][s : s + k] for e, s in idx])
-        acts = np.stack([val_eps[e]["actions"][s + k - 1 : s + k - 1 + h] for e, s in idx]).astype(np.float32)
+        hist, acts, fut = _windows(val_latents, val_eps, k, h, max_windows, idx)
         truth = np.stack([val_eps[e]["block_xy"][s + k - 1 + h] for e, s in idx])
         pred = _rollout(model, hist, acts)[:, -1, :-1]
-        true_latent = np.stack([val_latents[e][s + k - 1 + h, :-1] for e, s in idx])
+        true_latent = fut[:, -1, :-1]
 
         def err(tokens: np.ndarray, truth: np.ndarray = truth) -> float:
             return float(100 * np.median(np.linalg.norm(read(tokens) - truth, axis=1)))

@@ -1,6 +1,7 @@
 """Toy episodes for fast unit tests (real data comes from rosbag2 bags via `ami_ros.data`).
 
-`toy_episodes`: numpy only, a bright square whose position follows the first two joints.
+`toy_episodes`: numpy only, a bright square whose position follows the first two joints;
+`TINY_MODEL`: a world model small enough to train on them in seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,18 @@ import numpy as np
 
 from ami_ros.config import WorldModelConfig
 from ami_ros.world_model.data import Episode
+
+TINY_MODEL = WorldModelConfig(
+    image_size=32,
+    encoder_dim=32,
+    encoder_depth=1,
+    encoder_heads=2,
+    latent_dim=8,
+    horizon=3,
+    predictor_channels=8,
+    predictor_blocks=2,
+    predictor_cond_dim=16,
+)
 
 
 def _smooth_actions(rng: np.random.Generator, steps: int, limits: np.ndarray) -> np.ndarray:

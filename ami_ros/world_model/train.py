@@ -31,18 +31,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from ami_ros.config import ConfigError, TrainRunConfig, from_dict
-from ami_ros.world_model.data import (
-    Episode,
-    LatentWindowDataset,
-    WindowDataset,
-    check_episode,
-    split_episodes,
-    summarize,
-)
+from ami_ros.world_model.data import Episode, WindowDataset, check_episode, split_episodes, summarize
 from ami_ros.world_model.evaluate import evaluate, kstep_ratios
 from ami_ros.world_model.latents import cached_latents
 from ami_ros.world_model.losses import jepa_losses, prediction_losses
@@ -82,11 +75,18 @@ def _plain(obj: Any) -> Any:
 
 
 def save_checkpoint(
-    path: Path, cfg: TrainRunConfig, model: WorldModel, target: torch.nn.Module, **extra: Any
+    path: Path,
+    cfg: TrainRunConfig,
+    model: WorldModel,
+    target: torch.nn.Module,
+    resume: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> None:
     """Plain state dicts + config dict; `encoder` is the online encoder (the one exported).
 
-    Written to a temporary file, then renamed: a run killed while saving keeps its last checkpoint.
+    `resume`: optimiser, schedule and RNG states and the log, stored as they are (`extra` is made
+    plain: tuples become lists). Written to a temporary file, then renamed: a run killed while saving
+    keeps its last checkpoint.
     """
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -95,7 +95,8 @@ def save_checkpoint(
             "encoder": model.encoder.state_dict(),
             "target_encoder": target.state_dict(),
             "predictor": model.predictor.state_dict(),
-            **{k: v if isinstance(v, dict) and k.endswith("_state") else _plain(v) for k, v in extra.items()},
+            **(resume or {}),
+            **_plain(extra),
         },
         tmp,
     )
@@ -256,9 +257,7 @@ def train(
             cached_latents(model.encoder, val_eps, tc.latent_cache),
         )
         log.info("latents ready in %.1f s", time.time() - t0)
-        dataset: Dataset = LatentWindowDataset(latents[0], train_eps, mc.history, horizon)
-    else:
-        dataset = WindowDataset(train_eps, mc.history, horizon)
+    dataset = WindowDataset(train_eps, mc.history, horizon, latents[0] if latents else None)
     model = model.to(device)
     target = copy.deepcopy(model.encoder).requires_grad_(False)
     trained = model.predictor if tc.freeze_encoder else model
@@ -366,7 +365,7 @@ def train(
             history.append(rec)
             bar.set_postfix(loss=f"{rec['total']:.3f}", ro=f"{rec['rollout']:.3f}")
         if rank == 0 and tc.checkpoint_every and step > 0 and step % tc.checkpoint_every == 0:
-            save_checkpoint(ckpt_path, cfg, model, target, step=step + 1, **resume_state())
+            save_checkpoint(ckpt_path, cfg, model, target, resume_state(), step=step + 1)
     bar.close()
 
     data_summary = summarize(episodes) | {"train_episodes": len(train_eps), "val_episodes": len(val_eps)}
@@ -385,8 +384,8 @@ def train(
             cfg,
             model,
             target,
+            resume_state(),
             step=tc.steps,
-            **resume_state(),
             wall_time_s=float(init.get("wall_time_s") or 0.0) + wall if init else wall,
             data=data_summary,
             command=" && ".join(filter(None, [init.get("command", "") if init else "", command])),

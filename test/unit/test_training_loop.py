@@ -19,24 +19,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ami_ros.config import TrainConfig, TrainRunConfig, WorldModelConfig
+from ami_ros.config import TrainConfig, TrainRunConfig
 from ami_ros.world_model import evaluate as ev
 from ami_ros.world_model.latents import cached_latents, encode_episodes
 from ami_ros.world_model.model import WorldModel
-from ami_ros.world_model.synthetic import toy_episodes
+from ami_ros.world_model.synthetic import TINY_MODEL, toy_episodes
 from ami_ros.world_model.train import save_checkpoint, train
 
-TINY = WorldModelConfig(
-    image_size=32,
-    encoder_dim=32,
-    encoder_depth=1,
-    encoder_heads=2,
-    latent_dim=8,
-    horizon=3,
-    predictor_channels=8,
-    predictor_blocks=2,
-    predictor_cond_dim=16,
-)
+TINY = TINY_MODEL
 CHILD = """
 import json, sys
 import numpy as np

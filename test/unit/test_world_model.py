@@ -12,21 +12,11 @@ from ami_ros.world_model.evaluate import effective_rank, ridge_probe
 from ami_ros.world_model.export import rollout_cost
 from ami_ros.world_model.losses import jepa_losses, vicreg
 from ami_ros.world_model.model import WorldModel, latent_joints, proprio_embedding
-from ami_ros.world_model.synthetic import toy_episodes
+from ami_ros.world_model.synthetic import TINY_MODEL, toy_episodes
 from ami_ros.world_model.train import load_checkpoint, lr_factor, save_checkpoint
 
 torch.set_num_threads(1)
-TINY = WorldModelConfig(
-    image_size=32,
-    encoder_dim=32,
-    encoder_depth=1,
-    encoder_heads=2,
-    latent_dim=8,
-    horizon=3,
-    predictor_channels=8,
-    predictor_blocks=2,
-    predictor_cond_dim=16,
-)
+TINY = TINY_MODEL
 
 
 @pytest.fixture(scope="module")
