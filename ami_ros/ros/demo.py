@@ -126,8 +126,12 @@ class Driver(Node):
             parameters=[Parameter("seed", value=seed).to_parameter_msg(),
                         Parameter("sim.task", value=task).to_parameter_msg()]
         )  # fmt: skip
-        future = self.sim_params.call_async(request)
-        if not self.spin_until(future.done, 10.0) or not future.result().result.successful:
+        for _ in range(3):  # a reset is idempotent: ask again if the answer was lost on the way
+            future = self.sim_params.call_async(request)
+            if self.spin_until(future.done, 10.0):
+                break
+            self.sim_params.remove_pending_request(future)
+        if not future.done() or not future.result().result.successful:
             raise RuntimeError(f"sim_node did not reset to seed {seed}, task {task}")
 
 

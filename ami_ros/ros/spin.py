@@ -18,6 +18,7 @@ from rclpy.executors import (
     MultiThreadedExecutor,
     SingleThreadedExecutor,
 )
+from rclpy.exceptions import InvalidHandle
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.logging import get_logger
 from rclpy.node import Node
@@ -93,7 +94,12 @@ def spin_nodes(
         for node in nodes:
             autostart(node)
         while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=POLL_S)
+            try:
+                executor.spin_once(timeout_sec=POLL_S)
+            except InvalidHandle:
+                # A lifecycle transition running in a worker thread released an endpoint while
+                # this thread was building the wait set from it: build it again without it.
+                continue
     except ConfigError as err:
         get_logger(name).fatal(f"invalid configuration: {err}")
         code = 1

@@ -92,6 +92,7 @@ class RosHarness:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.watched: NodeProcess | None = None  # checked for crashes while spinning
+        self._settled: set[int] = set()  # clients whose server has had time to discover them
 
     def subscribe(self, msg_type: type, topic: str, qos: Any = 10, keep: int = 200) -> list:
         """Subscribe; returns a list that receives the messages (the last `keep` of them)."""
@@ -124,7 +125,17 @@ class RosHarness:
             self.executor.spin_once(timeout_sec=0.02)
 
     def call(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
+        """Call a service and wait for its answer.
+
+        `service_is_ready()` says the client has discovered the server, not that the server has
+        discovered the client's response reader: Fast DDS drops a response it cannot deliver
+        within 100 ms ("failed to send response (timeout)"), which a busy machine reaches when
+        the first request follows discovery at once. So a client's first call waits a second more.
+        """
         self.spin_until(lambda: client.service_is_ready(), timeout, f"service {client.srv_name}")
+        if id(client) not in self._settled:
+            self.spin_for(1.0)
+            self._settled.add(id(client))
         future = client.call_async(request)
         self.spin_until(future.done, timeout, f"a response from {client.srv_name}")
         return future.result()
