@@ -247,7 +247,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ami_ros.eval.bench_sim import bench_sim
 
     out = run_folder(args.output, "bench")
-    report = bench_sim(seconds=args.seconds)
+    if args.stack:
+        from ami_ros.ros.bench_stack import bench_stack, format_report
+
+        stack = bench_stack(seconds=args.seconds or 30.0, bag=args.bag, out=out)
+        (out / "bench_stack.json").write_text(json.dumps(stack, indent=2))
+        print(json.dumps(stack) if args.json else f"{format_report(stack)}\nsaved {out / 'bench_stack.json'}")
+        return 0 if all(layout["alive_at_end"] for layout in stack["layouts"].values()) else 1
+    report = bench_sim(seconds=args.seconds or 10.0)
     if args.model:
         from ami_ros.eval.bench_model import bench_providers
 
@@ -394,7 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="measure the embedded robot's speed")
-    bench.add_argument("--seconds", type=float, default=10.0, help="simulated seconds per measurement")
+    bench.add_argument(
+        "--stack", action="store_true",
+        help="camera-to-command latency of the node stack, both layouts, on a replayed bag",
+    )  # fmt: skip
+    bench.add_argument(
+        "--bag", default="", help="--stack: the bag to replay (default: one recorded from the embedded arm)"
+    )
+    bench.add_argument(
+        "--seconds", type=float,
+        help="seconds per measurement: simulated (default 10); --stack: replayed per layout (default 30)",
+    )  # fmt: skip
     bench.add_argument(
         "--model", help="also time this model directory on every execution provider onnxruntime offers"
     )

@@ -939,6 +939,9 @@ class EncoderNodeConfig:
     every frame."""
     diagnostics_period: float = 1.0
     """Seconds between /diagnostics messages."""
+    latency_trace: str = ""
+    """A file to append each camera frame's stage times to (JSON lines, `ami_ros.core.trace`;
+    `ami-ros bench --stack` and `ami-ros demo` read them). Empty: none recorded."""
 
     def __post_init__(self) -> None:
         if not self.joint_names:
@@ -997,6 +1000,9 @@ class PlannerNodeConfig:
     """Start commanding as soon as a goal is set (false: wait for ami/enable)."""
     diagnostics_period: float = 1.0
     """Seconds between /diagnostics messages."""
+    latency_trace: str = ""
+    """A file to append each camera frame's stage times to (JSON lines, `ami_ros.core.trace`;
+    `ami-ros bench --stack` and `ami-ros demo` read them). Empty: none recorded."""
 
     def __post_init__(self) -> None:
         if self.command_interface not in ("trajectory", "forward"):

@@ -33,6 +33,7 @@ from ami_ros.core.buffers import JointStateBuffer
 from ami_ros.core.controller import recent
 from ami_ros.core.preprocess import encode_frame, to_rgb
 from ami_ros.core.stamps import check_stamp
+from ami_ros.core.trace import LatencyTrace
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
 from ami_ros.ros.fault_log import FaultLog
@@ -59,6 +60,7 @@ class EncoderNode(ManagedNode):
         self._last_encoded = -np.inf  # stamp of the last frame encoded
         self._encode_ms: deque[float] = deque(maxlen=200)
         self._last_error = ""
+        self.trace = LatencyTrace(c.latency_trace)
         self._pub = self.create_lifecycle_publisher(Image, "ami/latent", 10)
         self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
 
@@ -74,6 +76,8 @@ class EncoderNode(ManagedNode):
             self.runtime.close()
         self.runtime = None
         self._pending = None
+        if getattr(self, "trace", None) is not None:
+            self.trace.close()
 
     def _error(self, text: str) -> None:
         self._errors += 1
@@ -92,9 +96,10 @@ class EncoderNode(ManagedNode):
             self._on_image(pending, retry=True)
 
     def _on_image(self, msg: Image, retry: bool = False) -> None:
+        stamp = conv.to_seconds(msg.header.stamp)
         if not retry:
             self._frames += 1
-        stamp = conv.to_seconds(msg.header.stamp)
+            self.trace("received", stamp)
         rate = self.config.max_rate
         if rate and not retry and 0 <= stamp - self._last_encoded < 0.9 / rate:
             self._rate_skips += 1  # sooner than max_rate allows (a clock that jumped back: encoded)
@@ -120,6 +125,7 @@ class EncoderNode(ManagedNode):
         t0 = time.perf_counter()
         latent, _ = encode_frame(self.runtime, rgb, q)
         self._encode_ms.append(1e3 * (time.perf_counter() - t0))
+        self.trace("encoded", stamp)
         self._pub.publish(conv.latent_to_image(latent, msg.header))
         self._latents += 1
         self._last_encoded = stamp

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections import deque
 from typing import NoReturn
 
@@ -27,6 +28,7 @@ from ami_ros.core.controller import Controller, recent
 from ami_ros.core.goal_memory import Goal, GoalMemory
 from ami_ros.core.preprocess import to_rgb
 from ami_ros.core.stamps import check_stamp
+from ami_ros.core.trace import LatencyTrace
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
 from ami_ros.ros.arm_command import ArmCommand
@@ -56,8 +58,10 @@ class PlannerNode(ManagedNode):
         self.runtime = load_node_model(self, cc.joint_names, GRAPHS, cc.control_period, limits)
         self.controller = Controller(cc, self.runtime, enabled=c.start_enabled)
         self.memory, self.fault = GoalMemory(c.goal_memory_dir), FaultLog.of(self)
+        self.trace = LatencyTrace(c.latency_trace)
         self._lock = threading.Lock()  # orders a stop's hold and a tick's command
         self._last_tick, self._latency_ms = -np.inf, deque(maxlen=500)  # node clock; camera -> command
+        self._tick_stamp = -np.inf  # the stamp of the last latent that started a tick
         self.arm = ArmCommand(self, c.command_interface, cc.joint_names, cc.control_period)
         self._pub_progress = self.create_lifecycle_publisher(DiagnosticStatus, "ami/progress", 10)
         self._pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -92,6 +96,8 @@ class PlannerNode(ManagedNode):
         if getattr(self, "runtime", None) is not None:
             self.runtime.close()
         self.runtime = None
+        if getattr(self, "trace", None) is not None:
+            self.trace.close()
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -101,13 +107,18 @@ class PlannerNode(ManagedNode):
         return elapsed >= fraction * self.controller.config.control_period or elapsed < 0
 
     def _on_latent(self, msg: Image) -> None:
+        self.trace("latent", conv.to_seconds(msg.header.stamp))
         try:
             latent = conv.image_to_latent(msg, self.runtime.latent_shape)
             check_stamp(stamp := conv.to_seconds(msg.header.stamp), self._now())
         except ValueError as err:
             return self.fault(f"ami/latent ignored: {err}")
         self.controller.add_latent(stamp, latent)
-        if self._due(0.8):  # a control period has (nearly) passed: at 30 Hz, every third latent
+        # A tick per control period of camera time: at 30 Hz every third latent, and every latent of
+        # an encoder limited to the control rate. Judged by stamps, not by arrival, so that a
+        # latent a little early on the node's clock does not wait for the timer.
+        if not 0 <= stamp - self._tick_stamp < 0.8 * self.controller.config.control_period:
+            self._tick_stamp = stamp
             self._tick()
 
     def _on_joints(self, msg: JointState) -> None:
@@ -145,7 +156,7 @@ class PlannerNode(ManagedNode):
             self.get_logger().info(f"{why}: {'enabled' if enabled else 'holding until ami/enable'}")
 
     def _tick(self) -> None:
-        self._last_tick = self._now()
+        self._last_tick, started = self._now(), time.time()
         d, log = self.controller.tick(self._last_tick), self.get_logger()
         if d.changed and d.holding:
             log.info(f"holding position: {d.state} (energy {d.energy:.4g})", throttle_duration_sec=2.0)
@@ -158,8 +169,12 @@ class PlannerNode(ManagedNode):
             if d.command is not None and not late and self.controller.enabled:
                 self.arm.send(d.command)
                 self._latency_ms.append(1e3 * age)
+                self.trace("tick", d.stamp, started)
+                self.trace("command", d.stamp)
             elif d.started_holding or late:
                 self._publish_hold()
+            if late:
+                self.trace("late", d.stamp)
         self._pub_progress.publish(self._status("progress", DiagnosticStatus.OK).status[0])
 
     def _publish_hold(self) -> None:
@@ -182,7 +197,7 @@ class PlannerNode(ManagedNode):
 
 
 def main(args: list[str] | None = None) -> NoReturn:
-    spin_node(PlannerNode, "planner_node", args, threads=2)
+    spin_node(PlannerNode, "planner_node", args)
 
 
 if __name__ == "__main__":

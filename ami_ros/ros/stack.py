@@ -7,8 +7,10 @@ latent goes from encoder to planner without crossing a process boundary or a sec
 
     ros2 run ami_ros ami_stack --ros-args --params-file robot.yaml -r __ns:=/robot1
 
-Each node keeps its callback groups; a MultiThreadedExecutor runs them side by side (onnxruntime
-releases the GIL while it computes), so encoding a frame does not wait for a planning tick.
+One single-threaded executor runs all three. With the encoder limited to the control rate, a
+frame is encoded, then planned, about once a control period, so the two rarely wait for each
+other; rclpy's MultiThreadedExecutor cost more than that wait (measured by `ami-ros bench --stack`:
+docs/results.md).
 """
 
 from __future__ import annotations
@@ -20,12 +22,9 @@ from ami_ros.ros.planner_node import PlannerNode
 from ami_ros.ros.predictor_node import PredictorNode
 from ami_ros.ros.spin import spin_nodes
 
-THREADS = 4
-"""Executor threads: one per node plus one, so the planner's inputs arrive during a tick."""
-
 
 def main(args: list[str] | None = None) -> NoReturn:
-    spin_nodes([EncoderNode, PredictorNode, PlannerNode], "ami_stack", args, threads=THREADS)
+    spin_nodes([EncoderNode, PredictorNode, PlannerNode], "ami_stack", args)
 
 
 if __name__ == "__main__":

@@ -123,3 +123,58 @@ def run(ros, node, episode) -> None:
     hold = reference.tick(t + 0.2)
     ros.spin_until(lambda: any(not m.points for m in commands), 10.0, "a hold on e-stop")
     ros.spin_until(lambda: node.controller.state == hold.state, 10.0, f"the {hold.state!r} state")
+
+
+@pytest.mark.parametrize(("spacing", "ticking"), [(0.1, range(6)), (1 / 30, range(0, 12, 3))])
+def test_a_latent_a_control_period_after_the_last_tick_starts_one_at_once(
+    ros, tmp_path, episode, spacing, ticking
+) -> None:
+    """Ticks follow the latents' stamps, not their arrival: latents stamped a control period apart
+    each start a tick as they arrive, however fast they come; at 30 Hz every third one does."""
+    from ami_ros.core.trace import read_events
+    from ami_ros.ros.planner_node import PlannerNode
+    from ami_ros.ros.spin import autostart, finish
+
+    trace = tmp_path / "planner.jsonl"
+    overrides = {"goal_memory_dir": str(tmp_path), "max_age": 60.0, "latency_trace": str(trace)}
+    node = PlannerNode(
+        context=ros.context, parameter_overrides=flat(load_ros_params(ROBOT, "planner_node") | overrides)
+    )
+    autostart(node)
+    ros.executor.add_node(node)
+    try:
+        names = list(node.controller.config.joint_names)
+        goal_pub = ros.node.create_publisher(Image, "ami/goal_image", qos.LATCHED)
+        latent_pub = ros.node.create_publisher(Image, "ami/latent", 10)
+        joint_pub = ros.node.create_publisher(JointState, "joint_states", 10)
+        goal_pub.publish(conv.numpy_to_image(episode["goal"], conv.to_time(time.time()), "camera"))
+        ros.spin_until(lambda: node.controller.goal is not None, 20.0, "the node's goal")
+        ros.spin_until(latent_pub.get_subscription_count, 10.0, "the node's latent subscription")
+        latent, _ = encode_frame(node.runtime, episode["frames"][0], episode["q"][0])
+        q, start = episode["q"][0], time.time() - 1.0
+        stamps = [start + spacing * i for i in range(max(ticking) + 1)]
+        ros.spin_until(joint_pub.get_subscription_count, 10.0, "the node's joint_states subscription")
+        for stamp in stamps:
+            now = time.time()
+            joint_pub.publish(conv.joint_state(names, q, np.zeros(4), np.zeros(4), conv.to_time(now)))
+            ros.spin_until(
+                lambda now=now: (node.controller.latest_joints() or (0.0,))[0] == pytest.approx(now, abs=1e-6),
+                10.0, "the joint state at the node",
+            )  # fmt: skip
+            latent_pub.publish(
+                conv.latent_to_image(latent, Header(stamp=conv.to_time(stamp), frame_id="camera"))
+            )
+
+            def arrived(stamp=stamp):  # a callback runs to its end before the next one here
+                return any(
+                    e["stage"] == "latent" and e["stamp"] == pytest.approx(stamp, abs=1e-6)
+                    for e in read_events([trace])
+                )
+
+            ros.spin_until(arrived, 10.0, f"the latent stamped {stamp:.3f} at the node")
+        ros.spin_for(0.05)
+    finally:
+        ros.executor.remove_node(node)
+        finish(node)
+    ticked = {round(e["stamp"], 6) for e in read_events([trace]) if e["stage"] == "command"}
+    assert {round(stamps[i], 6) for i in ticking} <= ticked

@@ -1,0 +1,354 @@
+"""Stack latency benchmark: a recorded bag replayed into the nodes, without a simulator on the CPU.
+
+    ami-ros bench --stack [--bag DIR] [--seconds 30] [--json]
+
+A rosbag2 (MCAP) of camera frames and joint states is replayed, each message stamped at the moment
+it is sent, into the stack as it ships, in each layout in turn, under the same load: `separate`
+(encoder_node, predictor_node and planner_node as three processes) and `one_process` (`ami_stack`).
+This process plays the robot: it loads the whole bag first and sends prepared messages, so
+replaying costs little. Without `--bag` it records one from the embedded arm (640x480 rgb8 at
+30 Hz, joint states at 100 Hz, and a goal image; cached under .cache/bench/ and rebuilt when
+missing). A bag of your own robot needs `camera/image_raw`, `joint_states` and, for a goal,
+`ami/goal_image` (otherwise its last frame is the goal).
+
+The nodes write each frame's stage times (`latency_trace`, `ami_ros.core.trace`); per layout it
+reports p50 / p99 / max of every stage from the camera stamp to the command, the frames sent,
+received, skipped by `max_rate`, encoded, used by a tick and dropped, the ticks whose decision
+came too late, each process's CPU share (of one core) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ami_ros.core.trace import percentiles, read_events, stage_latencies
+
+LAYOUTS = {  # name: the processes (modules) of the layout
+    "separate": ("ami_ros.ros.encoder_node", "ami_ros.ros.predictor_node", "ami_ros.ros.planner_node"),
+    "one_process": ("ami_ros.ros.stack",),
+}
+CAMERA, JOINTS, GOAL = "/camera/image_raw", "/joint_states", "/ami/goal_image"
+BAG_CACHE = Path(".cache") / "bench" / "stack_bag"
+READY_S = 180.0
+
+
+@dataclass
+class Recording:
+    """A bag in memory: (seconds from its start, payload) per message, and the goal frame."""
+
+    frames: list[tuple[float, np.ndarray]]
+    joints: list[tuple[float, list[str], np.ndarray]]
+    goal: np.ndarray
+    duration: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.frames or not self.joints:
+            raise ValueError(f"the bag needs {CAMERA} and {JOINTS} messages")
+        self.duration = max(self.frames[-1][0], self.joints[-1][0]) + 1 / 30
+
+
+def record_bag(
+    path: Path, seconds: float = 4.0, rate: float = 30.0, width: int = 640, height: int = 480
+) -> Path:
+    """Record the embedded arm moving: frames at `rate`, joint states at 100 Hz, a push goal image."""
+    from ami_ros.config import SimConfig
+    from ami_ros.data import messages as m
+    from ami_ros.data.bag import BagWriter
+    from ami_ros.sim import ArmSim
+
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        import shutil
+
+        shutil.rmtree(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with ArmSim(SimConfig(image_width=width, image_height=height)) as sim, BagWriter(tmp, "none") as bag:
+        sim.reset(100_007, "push")
+        bag.add_topic(CAMERA, m.IMAGE)
+        bag.add_topic(JOINTS, m.JOINT_STATE)
+        bag.add_topic(GOAL, m.IMAGE)
+        bag.write(GOAL, 0, m.image(sim.render_goal(), 0))
+        q0, next_frame = sim.state().qpos.copy(), 0.0
+        for i in range(round(seconds * 100)):
+            t, s = i / 100, sim.state()
+            stamp = round(t * 1e9)
+            bag.write(JOINTS, stamp, m.joint_state(sim.joint_names, s.qpos, s.qvel, s.effort, stamp))
+            if t >= next_frame - 1e-9:
+                bag.write(CAMERA, stamp, m.image(sim.render(), stamp))
+                next_frame += 1 / rate
+            sim.command(q0 + 0.3 * np.sin(2 * np.pi * t / seconds + np.arange(len(q0))))
+            sim.advance(0.01)
+    tmp.rename(path)
+    return path
+
+
+def load_bag(path: Path) -> Recording:
+    from ami_ros.data import messages as m
+    from ami_ros.data.bag import BagReader
+
+    frames, joints, goal = [], [], None
+    with BagReader(path) as bag:
+        start = None
+        for topic, log_ns, msg in bag.messages([CAMERA, JOINTS, GOAL]):
+            if topic == GOAL:
+                goal = m.image_to_rgb(msg)
+                continue
+            start = log_ns if start is None else start
+            t = (log_ns - start) * 1e-9
+            if topic == CAMERA:
+                frames.append((t, m.image_to_rgb(msg)))
+            else:
+                joints.append((t, list(msg.name), np.asarray(msg.position, dtype=float)))
+    if goal is None and frames:
+        goal = frames[-1][1]
+    return Recording(frames, joints, goal)  # type: ignore[arg-type]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of a process in MB (VmHWM), NaN once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (s), NaN once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class Player:
+    """The robot's side: replays a `Recording` on the stack's topics, stamped at sending time."""
+
+    def __init__(self, recording: Recording) -> None:
+        import rclpy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from sensor_msgs.msg import Image, JointState
+        from trajectory_msgs.msg import JointTrajectory
+
+        from ami_ros.ros.conversions import numpy_to_image, to_time
+
+        self.recording = recording
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("bench_stack", context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.camera = self.node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+        self.joints = self.node.create_publisher(JointState, "joint_states", 10)
+        self.goal = self.node.create_publisher(Image, "ami/goal_image", latched)
+        self.goal_msg = numpy_to_image(recording.goal, to_time(time.time()), "camera")
+        self.images = [(t, numpy_to_image(f, to_time(0.0), "camera")) for t, f in recording.frames]
+        self.states = [(t, JointState(name=n, position=p.tolist())) for t, n, p in recording.joints]
+        self.commands: list[float] = []
+        self.node.create_subscription(
+            JointTrajectory,
+            "arm_controller/joint_trajectory",
+            lambda _: self.commands.append(time.time()),
+            100,
+        )
+        self._to_time = to_time
+
+    def play(self, seconds: float, until: Any = None) -> tuple[int, float]:
+        """Replay (looping) for `seconds` or until `until()`; returns (frames sent, first stamp)."""
+        executor = self.executor
+        self.goal_msg.header.stamp = self._to_time(time.time())
+        self.goal.publish(self.goal_msg)
+        events = sorted([(t, 0, i) for i, (t, _) in enumerate(self.images)]
+                        + [(t, 1, i) for i, (t, _) in enumerate(self.states)])  # fmt: skip
+        sent, t0 = 0, time.time()
+        loop = 0
+        while True:
+            for t, kind, i in events:
+                due = t0 + loop * self.recording.duration + t
+                while (now := time.time()) < due:
+                    executor.spin_once(timeout_sec=min(due - now, 0.005))
+                if now > t0 + seconds or (until is not None and until()):
+                    return sent, t0
+                msg = self.images[i][1] if kind == 0 else self.states[i][1]
+                msg.header.stamp = self._to_time(now)
+                (self.camera if kind == 0 else self.joints).publish(msg)
+                sent += kind == 0
+            loop += 1
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _params_file(folder: Path, traces: dict[str, Path]) -> Path:
+    """The bench's parameters on top of the robot config: the traces and a goal folder of its own."""
+    params = {
+        "/**/encoder_node": {"ros__parameters": {"latency_trace": str(traces["encoder"])}},
+        "/**/planner_node": {"ros__parameters": {"latency_trace": str(traces["planner"]),
+                                                 "goal_memory_dir": str(folder / "goals")}},
+    }  # fmt: skip
+    path = folder / "bench_params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_layout(
+    layout: str, player: Player, seconds: float, folder: Path, robot: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Start the layout's processes, wait until commands flow, measure for `seconds`, stop them.
+
+    Returns:
+        The layout's figures (`summarize`) and its trace events over the measured window.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    traces = {"encoder": folder / "encoder.jsonl", "planner": folder / "planner.jsonl"}
+    for path in traces.values():
+        path.unlink(missing_ok=True)
+    params = _params_file(folder, traces)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = {}
+    for module in LAYOUTS[layout]:
+        name = module.rsplit(".", 1)[1]
+        args = [
+            sys.executable,
+            "-m",
+            module,
+            "--ros-args",
+            "--params-file",
+            str(robot),
+            "--params-file",
+            str(params),
+        ]
+        with open(folder / f"{name}.log", "wb") as log:
+            procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        player.commands.clear()
+        player.play(
+            READY_S,
+            until=lambda: len(player.commands) >= 3 or any(p.poll() is not None for p in procs.values()),
+        )
+        if len(player.commands) < 3:
+            raise RuntimeError(f"{layout}: no commands within {READY_S:.0f} s; see the logs in {folder}")
+        cpu0 = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+        player.commands.clear()
+        t_start = time.time()
+        chunk_sent, chunk_start = player.play(seconds)
+        elapsed = time.time() - t_start
+        rss = {n: peak_rss_mb(p.pid) for n, p in procs.items()}
+        cpu = {n: round((cpu_seconds(p.pid) - cpu0[n]) / elapsed, 3) for n, p in procs.items()}
+        alive = all(p.poll() is None for p in procs.values())
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGINT)
+        for p in procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    events = [e for e in read_events(traces.values()) if e["stamp"] >= chunk_start]
+    return summarize(events, chunk_sent, len(player.commands), elapsed, cpu, rss, alive), events
+
+
+def summarize(
+    events: list[dict[str, Any]], sent: int, commands: int, elapsed: float, cpu: dict[str, float],
+    rss: dict[str, float], alive: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """A layout's figures from its trace events over the measured window."""
+    count = {stage: len({round(e["stamp"], 6) for e in events if e["stage"] == stage}) for stage in
+             ("received", "encoded", "latent", "tick", "late")}  # fmt: skip
+    spans = {span: percentiles(ms) for span, ms in stage_latencies(events).items()}
+    return {
+        "seconds": round(elapsed, 1),
+        **spans,
+        "frames": {
+            "sent": sent,
+            "received": count["received"],
+            "encoded": count["encoded"],
+            "at_planner": count["latent"],
+            "planned": count["tick"],
+            "dropped_in_transport": max(0, sent - count["received"]),
+            "late_decisions": count["late"],
+        },
+        "commands": commands,
+        "cpu_share": cpu,
+        "rss_mb": {n: round(v, 1) for n, v in rss.items()},
+        "alive_at_end": alive,
+    }
+
+
+def bench_stack(seconds: float = 30.0, bag: str | Path = "", out: Path | None = None) -> dict[str, Any]:
+    """Both layouts, one after the other, on the same replayed bag; the report `--json` prints."""
+    from ami_ros.paths import share_file
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 80))
+    path = Path(bag) if bag else (BAG_CACHE if BAG_CACHE.exists() else record_bag(BAG_CACHE))
+    recording = load_bag(path)
+    out = out or Path(tempfile.mkdtemp(prefix="bench_stack_"))
+    robot = share_file("config", "robots", "tabletop_arm.yaml")
+    player = Player(recording)
+    try:
+        runs = {name: run_layout(name, player, seconds, out / name, robot) for name in LAYOUTS}
+    finally:
+        player.close()
+    ticks = np.concatenate([stage_latencies(events)["tick_to_command"] for _, events in runs.values()])
+    layouts = {name: figures for name, (figures, _) in runs.items()}
+    return {
+        "bag": str(path),
+        "camera": {
+            "frames": len(recording.frames),
+            "hz": round(len(recording.frames) / recording.duration, 1),
+            "size": list(recording.frames[0][1].shape[:2][::-1]),
+        },
+        "cpu_count": os.cpu_count(),
+        "plan_tick_ms": percentiles(ticks),
+        "layouts": layouts,
+        "logs": str(out),
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The layouts side by side: every span's p50 / p99 / max, then frames, CPU and memory."""
+    names = list(report["layouts"])
+    lines = [f"stack latency, {report['camera']['size'][0]}x{report['camera']['size'][1]} at "
+             f"{report['camera']['hz']} Hz from {report['bag']}, {report['cpu_count']} cores",
+             f"{'stage (ms)':<22}" + "".join(f"{n + ' p50/p99/max':>28}" for n in names)]  # fmt: skip
+    for span in next(iter(report["layouts"].values())):
+        row = [report["layouts"][n][span] for n in names]
+        if isinstance(row[0], dict) and "p50" in row[0]:
+            lines.append(
+                f"{span:<22}" + "".join(f"{r['p50']:>12.1f}{r['p99']:>8.1f}{r['max']:>8.1f}" for r in row)
+            )
+    for sub in report["layouts"][names[0]]["frames"]:
+        values = [report["layouts"][n]["frames"][sub] for n in names]
+        lines.append(f"{'frames ' + sub:<22}" + "".join(f"{v!s:>28}" for v in values))
+    for n in names:
+        layout = report["layouts"][n]
+        procs = ", ".join(
+            f"{p} {layout['cpu_share'][p]:.0%} CPU {layout['rss_mb'][p]:.0f} MB" for p in layout["cpu_share"]
+        )
+        lines.append(f"{n}: {procs}")
+    tick = report["plan_tick_ms"]
+    lines.append(
+        f"plan tick (both layouts): p50 {tick['p50']} ms, p99 {tick['p99']} ms, max {tick['max']} ms"
+    )
+    return "\n".join(lines)
