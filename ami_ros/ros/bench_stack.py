@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ami_ros.core.trace import percentiles, read_events, stage_latencies
+from ami_ros.core.trace import SPANS, percentiles, read_events, stage_latencies
 
 LAYOUTS = {  # name: the processes (modules) of the layout
     "separate": ("ami_ros.ros.encoder_node", "ami_ros.ros.predictor_node", "ami_ros.ros.planner_node"),
@@ -198,14 +198,15 @@ class Player:
         self.context.try_shutdown()
 
 
-def _params_file(folder: Path, traces: dict[str, Path]) -> Path:
-    """The bench's parameters on top of the robot config: the traces and a goal folder of its own."""
+def trace_params(folder: Path, traces: dict[str, Path]) -> Path:
+    """A parameter file to load after the robot config: the encoder's and the planner's
+    `latency_trace` files, and a goal folder in `folder` (written beside the planner's trace)."""
     params = {
         "/**/encoder_node": {"ros__parameters": {"latency_trace": str(traces["encoder"])}},
         "/**/planner_node": {"ros__parameters": {"latency_trace": str(traces["planner"]),
                                                  "goal_memory_dir": str(folder / "goals")}},
     }  # fmt: skip
-    path = folder / "bench_params.yaml"
+    path = traces["planner"].with_name(traces["planner"].stem + "_params.yaml")
     path.write_text(yaml.safe_dump(params))
     return path
 
@@ -222,7 +223,7 @@ def run_layout(
     traces = {"encoder": folder / "encoder.jsonl", "planner": folder / "planner.jsonl"}
     for path in traces.values():
         path.unlink(missing_ok=True)
-    params = _params_file(folder, traces)
+    params = trace_params(folder, traces)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = {}
     for module in LAYOUTS[layout]:
@@ -326,27 +327,31 @@ def bench_stack(seconds: float = 30.0, bag: str | Path = "", out: Path | None = 
     }
 
 
+def stage_rows(layouts: dict[str, dict[str, Any]]) -> list[str]:
+    """A table of every span's p50 / p99 / max (ms), one column per layout (`ami-ros demo` prints it
+    for its live run too)."""
+    names = list(layouts)
+    rows = [f"{'stage (ms)':<22}" + "".join(f"{n + ' p50/p99/max':>28}" for n in names)]
+    for span in SPANS:
+        cells = [layouts[n][span] for n in names]
+        rows.append(
+            f"{span:<22}" + "".join(f"{c['p50']:>12.1f}{c['p99']:>8.1f}{c['max']:>8.1f}" for c in cells)
+        )
+    return rows
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """The layouts side by side: every span's p50 / p99 / max, then frames, CPU and memory."""
-    names = list(report["layouts"])
-    lines = [f"stack latency, {report['camera']['size'][0]}x{report['camera']['size'][1]} at "
-             f"{report['camera']['hz']} Hz from {report['bag']}, {report['cpu_count']} cores",
-             f"{'stage (ms)':<22}" + "".join(f"{n + ' p50/p99/max':>28}" for n in names)]  # fmt: skip
-    for span in next(iter(report["layouts"].values())):
-        row = [report["layouts"][n][span] for n in names]
-        if isinstance(row[0], dict) and "p50" in row[0]:
-            lines.append(
-                f"{span:<22}" + "".join(f"{r['p50']:>12.1f}{r['p99']:>8.1f}{r['max']:>8.1f}" for r in row)
-            )
-    for sub in report["layouts"][names[0]]["frames"]:
-        values = [report["layouts"][n]["frames"][sub] for n in names]
+    """The layouts side by side: every span, then the frames, CPU and memory of each."""
+    layouts, camera = report["layouts"], report["camera"]
+    names = list(layouts)
+    lines = [f"stack latency, {camera['size'][0]}x{camera['size'][1]} at {camera['hz']} Hz from "
+             f"{report['bag']}, {report['cpu_count']} cores", *stage_rows(layouts)]  # fmt: skip
+    for sub in layouts[names[0]]["frames"]:
+        values = [layouts[n]["frames"][sub] for n in names]
         lines.append(f"{'frames ' + sub:<22}" + "".join(f"{v!s:>28}" for v in values))
     for n in names:
-        layout = report["layouts"][n]
-        procs = ", ".join(
-            f"{p} {layout['cpu_share'][p]:.0%} CPU {layout['rss_mb'][p]:.0f} MB" for p in layout["cpu_share"]
-        )
-        lines.append(f"{n}: {procs}")
+        cpu, rss = layouts[n]["cpu_share"], layouts[n]["rss_mb"]
+        lines.append(f"{n}: " + ", ".join(f"{p} {cpu[p]:.0%} CPU {rss[p]:.0f} MB" for p in cpu))
     tick = report["plan_tick_ms"]
     lines.append(
         f"plan tick (both layouts): p50 {tick['p50']} ms, p99 {tick['p99']} ms, max {tick['max']} ms"

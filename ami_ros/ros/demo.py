@@ -36,10 +36,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from ami_ros.config import SimConfig
+from ami_ros.core.trace import percentiles, read_events, stage_latencies
 from ami_ros.eval.closed_loop import task_distance
 from ami_ros.paths import share_file
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
+from ami_ros.ros.bench_stack import stage_rows, trace_params
 from ami_ros.sim import ArmSim
 
 CAMERA = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -208,12 +210,22 @@ def start(module: str, args: list[str], log: Path) -> subprocess.Popen:
         )
 
 
+def traces(out: Path, stack: str) -> dict[str, Path]:
+    """The stack's latency trace files (`ami_ros.core.trace`): the encoder's and the planner's."""
+    return {"encoder": out / f"{stack}_encoder_trace.jsonl", "planner": out / f"{stack}_planner_trace.jsonl"}
+
+
 def start_stack(stack: str, out: Path, model_dir: str) -> list[subprocess.Popen]:
     """The stack's processes: three nodes, or `ami_stack` with the same arguments."""
-    config = ["--params-file", str(robot_config())]
+    config = [
+        "--params-file",
+        str(robot_config()),
+        "--params-file",
+        str(trace_params(out, traces(out, stack))),
+    ]
     if model_dir:
         config += ["-p", f"runtime.model_dir:={model_dir}"]
-    planner = [*config, "-p", f"goal_memory_dir:={out / 'goals'}", "-r", "ami/goal_image:=sim/goal_image"]
+    planner = [*config, "-r", "ami/goal_image:=sim/goal_image"]
     if stack == "one_process":
         return [start("ami_ros.ros.stack", planner, out / "ami_stack.log")]
     return [
@@ -344,6 +356,18 @@ def run_demo(
             f"p99 {figures['stamp_to_command_ms_p99']:.0f} ms ({figures['ticks']} planning ticks)",
             flush=True,
         )
+    stages = {
+        stack: {
+            span: percentiles(ms)
+            for span, ms in stage_latencies(read_events(traces(out, stack).values())).items()
+        }
+        for stack in stacks
+    }
+    print(
+        "where the time goes, camera stamp to command (all commands of the run):",
+        *stage_rows(stages),
+        sep="\n",
+    )
     tick = np.array([t for ep in results for t in ep.tick_ms] or [np.nan])
     lat = np.array([t for ep in results for t in ep.latency_ms] or [np.nan])
 
@@ -361,6 +385,7 @@ def run_demo(
         "stamp_to_command_ms_p50": float(np.nanpercentile(lat, 50)),
         "stamp_to_command_ms_p99": float(np.nanpercentile(lat, 99)),
         "latency_by_stack": by_stack,
+        "stages_by_stack": stages,
         "gif_seeds": {task: ep.seed for task, ep in shown.items()},
         "episodes": [
             {"task": ep.task, "stack": ep.stack, "seed": ep.seed, "start_m": round(ep.start_m, 4),

@@ -43,6 +43,12 @@ def test_demo_runs_the_stack_and_writes_its_run_folder(tmp_path):
             assert episode["ticks"] >= 1, episode
         assert episode["start_m"] > 0 and episode["final_m"] >= 0
     assert 0 < summary["plan_tick_ms_p50"] <= summary["plan_tick_ms_p99"]
+    assert "where the time goes, camera stamp to command" in out.stdout
+    for stack, spans in summary["stages_by_stack"].items():  # from the nodes' latency traces
+        total = spans["camera_to_command"]
+        assert total["n"] >= 1 and 0 < total["p50"] <= total["p99"] <= total["max"], (stack, spans)
+        assert all(spans[s]["n"] == total["n"] for s in spans), (stack, spans)
+        assert f"{'camera_to_command':<22}" in out.stdout
     assert 0 < summary["stamp_to_command_ms_p99"] < 5000
     assert (run / "reach_episode.gif").stat().st_size > 10_000
     assert (run / "push_episode.gif").stat().st_size > 10_000
