@@ -248,9 +248,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     out = run_folder(args.output, "bench")
     if args.stack:
+        import yaml
+
         from ami_ros.ros.bench_stack import bench_stack, format_report
 
-        stack = bench_stack(seconds=args.seconds or 30.0, bag=args.bag, out=out)
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--set takes <node>.<parameter>=<value>, got {item!r}")
+            overrides[key] = yaml.safe_load(value)
+        stack = bench_stack(args.seconds or 30.0, args.bag, out, overrides, args.executor_threads)
         (out / "bench_stack.json").write_text(json.dumps(stack, indent=2))
         print(json.dumps(stack) if args.json else f"{format_report(stack)}\nsaved {out / 'bench_stack.json'}")
         return 0 if all(layout["alive_at_end"] for layout in stack["layouts"].values()) else 1
@@ -404,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--stack", action="store_true",
         help="camera-to-command latency of the node stack, both layouts, on a replayed bag",
+    )  # fmt: skip
+    bench.add_argument(
+        "--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+        help="--stack: a node parameter over the robot config, e.g. planner_node.runtime.intra_op_threads=1",
+    )  # fmt: skip
+    bench.add_argument(
+        "--executor-threads", type=int, default=0,
+        help="--stack: executor threads of every node process (> 1: MultiThreadedExecutor; default 1)",
     )  # fmt: skip
     bench.add_argument(
         "--bag", default="", help="--stack: the bag to replay (default: one recorded from the embedded arm)"

@@ -198,21 +198,27 @@ class Player:
         self.context.try_shutdown()
 
 
-def trace_params(folder: Path, traces: dict[str, Path]) -> Path:
+def trace_params(folder: Path, traces: dict[str, Path], overrides: dict[str, Any] | None = None) -> Path:
     """A parameter file to load after the robot config: the encoder's and the planner's
-    `latency_trace` files, and a goal folder in `folder` (written beside the planner's trace)."""
-    params = {
-        "/**/encoder_node": {"ros__parameters": {"latency_trace": str(traces["encoder"])}},
-        "/**/planner_node": {"ros__parameters": {"latency_trace": str(traces["planner"]),
-                                                 "goal_memory_dir": str(folder / "goals")}},
-    }  # fmt: skip
+    `latency_trace` files, a goal folder in `folder`, and `overrides` ({"node.param": value}),
+    written beside the planner's trace."""
+    params: dict[str, dict[str, Any]] = {
+        "encoder_node": {"latency_trace": str(traces["encoder"])},
+        "planner_node": {"latency_trace": str(traces["planner"]), "goal_memory_dir": str(folder / "goals")},
+    }
+    for key, value in (overrides or {}).items():
+        node, _, name = key.partition(".")
+        if node not in ("encoder_node", "predictor_node", "planner_node") or not name:
+            raise ValueError(f"an override is <node>.<parameter> of one of the stack's nodes, got {key!r}")
+        params.setdefault(node, {})[name] = value
+    params = {f"/**/{node}": {"ros__parameters": values} for node, values in params.items()}
     path = traces["planner"].with_name(traces["planner"].stem + "_params.yaml")
     path.write_text(yaml.safe_dump(params))
     return path
 
 
 def run_layout(
-    layout: str, player: Player, seconds: float, folder: Path, robot: Path
+    layout: str, player: Player, seconds: float, folder: Path, robot: Path, overrides: dict[str, Any]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Start the layout's processes, wait until commands flow, measure for `seconds`, stop them.
 
@@ -223,7 +229,7 @@ def run_layout(
     traces = {"encoder": folder / "encoder.jsonl", "planner": folder / "planner.jsonl"}
     for path in traces.values():
         path.unlink(missing_ok=True)
-    params = trace_params(folder, traces)
+    params = trace_params(folder, traces, overrides)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = {}
     for module in LAYOUTS[layout]:
@@ -295,8 +301,16 @@ def summarize(
     }
 
 
-def bench_stack(seconds: float = 30.0, bag: str | Path = "", out: Path | None = None) -> dict[str, Any]:
-    """Both layouts, one after the other, on the same replayed bag; the report `--json` prints."""
+def bench_stack(
+    seconds: float = 30.0,
+    bag: str | Path = "",
+    out: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Both layouts, one after the other, on the same replayed bag; the report `--json` prints.
+
+    `overrides` ({"planner_node.runtime.intra_op_threads": 1}) go on top of the robot config.
+    """
     from ami_ros.paths import share_file
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -308,7 +322,9 @@ def bench_stack(seconds: float = 30.0, bag: str | Path = "", out: Path | None = 
     robot = share_file("config", "robots", "tabletop_arm.yaml")
     player = Player(recording)
     try:
-        runs = {name: run_layout(name, player, seconds, out / name, robot) for name in LAYOUTS}
+        runs = {
+            name: run_layout(name, player, seconds, out / name, robot, overrides or {}) for name in LAYOUTS
+        }
     finally:
         player.close()
     ticks = np.concatenate([stage_latencies(events)["tick_to_command"] for _, events in runs.values()])
@@ -321,6 +337,7 @@ def bench_stack(seconds: float = 30.0, bag: str | Path = "", out: Path | None = 
             "size": list(recording.frames[0][1].shape[:2][::-1]),
         },
         "cpu_count": os.cpu_count(),
+        "overrides": overrides or {},
         "plan_tick_ms": percentiles(ticks),
         "layouts": layouts,
         "logs": str(out),

@@ -30,6 +30,11 @@ from ami_ros.ros.lifecycle import ManagedNode
 POLL_S = 0.1
 """Longest wait between looks at the stop flag (how long Ctrl-C may take to be noticed)."""
 
+EXECUTOR_THREADS_ENV = "AMI_ROS_EXECUTOR_THREADS"
+"""Environment variable: executor threads for every node process started with it (> 1: rclpy's
+MultiThreadedExecutor), over the node's default of 1; `ami-ros bench --stack --executor-threads`
+measures the difference."""
+
 TEARDOWN_S = 3.0
 """Longest the middleware's teardown may take once every node has shut itself down (ros2 launch
 sends SIGTERM 5 s after its SIGINT)."""
@@ -86,6 +91,7 @@ def spin_nodes(
         signal.signal(sig, lambda *_: stop.set())
     nodes: list[Node] = []
     code = 0
+    threads = int(os.environ.get(EXECUTOR_THREADS_ENV) or threads)
     executor = MultiThreadedExecutor(threads) if threads > 1 else SingleThreadedExecutor()
     try:
         for make in makers:
