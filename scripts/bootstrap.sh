@@ -3,9 +3,12 @@
 #   - the apt packages headless MuJoCo rendering needs (EGL + Mesa), when run as root;
 #   - pinned pip dependencies and exactly one of onnxruntime / onnxruntime-gpu ($ORT);
 #   - the ROS 2 wheels, only when no ROS 2 is sourced (with ROS_DISTRO set, the venv sees the
-#     system's rclpy through --system-site-packages and keeps the system's numpy);
+#     system's rclpy through --system-site-packages and keeps the system's numpy): Kilted's
+#     (requirements/ros-wheels.txt) by default, Jazzy's with ROS_WHEELS=jazzy
+#     (requirements/ros-wheels-jazzy.txt);
 #   - ami_ros itself, editable.
-# Environment: VENV (default .venv), PYTHON (default python3), ORT (onnxruntime|onnxruntime-gpu).
+# Environment: VENV (default .venv), PYTHON (default python3), ORT (onnxruntime|onnxruntime-gpu),
+# ROS_WHEELS (kilted|jazzy, default kilted; ignored when ROS_DISTRO is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +16,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 ORT=${ORT:-onnxruntime}
 ORT_VERSION=1.32.0
+ROS_WHEELS=${ROS_WHEELS:-kilted}
 APT_PACKAGES=(libegl1 libegl-mesa0 libgl1 libopengl0 libgl1-mesa-dri)
 
 missing=()
@@ -35,6 +39,11 @@ case "$ORT" in
   onnxruntime-gpu) OTHER_ORT=onnxruntime ;;
   *) echo "bootstrap: ORT must be onnxruntime or onnxruntime-gpu, got '$ORT'" >&2; exit 2 ;;
 esac
+case "$ROS_WHEELS" in
+  kilted) ROS_REQUIREMENTS=requirements/ros-wheels.txt ;;
+  jazzy) ROS_REQUIREMENTS=requirements/ros-wheels-jazzy.txt ;;
+  *) echo "bootstrap: ROS_WHEELS must be kilted or jazzy, got '$ROS_WHEELS'" >&2; exit 2 ;;
+esac
 
 if [ ! -x "$VENV/bin/python" ]; then
   if [ -n "${ROS_DISTRO:-}" ]; then
@@ -43,6 +52,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   else
     "$PYTHON" -m venv "$VENV"
   fi
+fi
+# One venv holds one distro's wheels: switching in place would leave the other's dependencies behind.
+if [ -z "${ROS_DISTRO:-}" ]; then
+  if [ -f "$VENV/ros-wheels" ] && [ "$(cat "$VENV/ros-wheels")" != "$ROS_WHEELS" ]; then
+    echo "bootstrap: $VENV holds the $(cat "$VENV/ros-wheels") wheels, not $ROS_WHEELS: remove it or choose" \
+      "another VENV" >&2
+    exit 2
+  fi
+  echo "$ROS_WHEELS" >"$VENV/ros-wheels"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip
@@ -55,7 +73,7 @@ if [ -n "${ROS_DISTRO:-}" ]; then
   constraints=(-c "$VENV/numpy-constraint.txt")
   ros=()
 else
-  ros=(-r requirements/ros-wheels.txt)
+  ros=(-r "$ROS_REQUIREMENTS")
 fi
 
 # Two onnxruntime distributions share one folder and break each other: remove the other first.
