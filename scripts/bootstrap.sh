@@ -8,15 +8,16 @@
 #     (requirements/ros-wheels-jazzy.txt);
 #   - ami_ros itself, editable.
 # Environment: VENV (default .venv), PYTHON (default python3), ORT (onnxruntime|onnxruntime-gpu),
-# ROS_WHEELS (kilted|jazzy, default kilted; ignored when ROS_DISTRO is set).
+# ROS_WHEELS (kilted|jazzy, default kilted; ignored when ROS_DISTRO is set), TRAIN_DEPS (1, or 0 to
+# leave out requirements/train.txt — torch & co. — where nothing is trained or exported).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 ORT=${ORT:-onnxruntime}
-ORT_VERSION=1.32.0
 ROS_WHEELS=${ROS_WHEELS:-kilted}
+TRAIN_DEPS=${TRAIN_DEPS:-1}
 APT_PACKAGES=(libegl1 libegl-mesa0 libgl1 libopengl0 libgl1-mesa-dri)
 
 missing=()
@@ -35,8 +36,8 @@ if ((${#missing[@]})); then
 fi
 
 case "$ORT" in
-  onnxruntime) OTHER_ORT=onnxruntime-gpu ;;
-  onnxruntime-gpu) OTHER_ORT=onnxruntime ;;
+  onnxruntime) OTHER_ORT=onnxruntime-gpu ORT_VERSION=1.32.0 ;;
+  onnxruntime-gpu) OTHER_ORT=onnxruntime ORT_VERSION=1.31.1 ;; # its newest release: the GPU build lags
   *) echo "bootstrap: ORT must be onnxruntime or onnxruntime-gpu, got '$ORT'" >&2; exit 2 ;;
 esac
 case "$ROS_WHEELS" in
@@ -76,11 +77,14 @@ else
   ros=(-r "$ROS_REQUIREMENTS")
 fi
 
+train=(-r requirements/train.txt)
+if [ "$TRAIN_DEPS" = 0 ]; then train=(); fi
+
 # Two onnxruntime distributions share one folder and break each other: remove the other first.
 if "$VENV/bin/python" -m pip show -q "$OTHER_ORT" >/dev/null 2>&1; then
   "${PIP[@]}" uninstall -y "$OTHER_ORT" "$ORT"
 fi
-"${PIP[@]}" install "${constraints[@]}" "${ros[@]}" -r requirements/base.txt -r requirements/train.txt \
+"${PIP[@]}" install "${constraints[@]}" "${ros[@]}" -r requirements/base.txt "${train[@]}" \
   -r requirements/dev.txt "$ORT==$ORT_VERSION"
 "${PIP[@]}" install --no-deps --no-build-isolation -e .
 echo "bootstrap: ready: $VENV ($("$VENV/bin/python" -c 'import onnxruntime, mujoco; print("onnxruntime", onnxruntime.__version__, "mujoco", mujoco.__version__)'))"
