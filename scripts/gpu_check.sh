@@ -175,7 +175,8 @@ for row in parity:
 bench = (steps["bench"].get("report") or {}).get("model", {}).get("providers", {})
 for provider, figures in bench.items():
     times = {k: v for k, v in figures.items() if "_ms" in k} or figures
-    print(f"  bench {provider}: {times}")
+    ran_on = set(figures.get("sessions_ran_on", {}).values()) - {provider}
+    print(f"  bench {provider}: {times}" + (f" (ran on {', '.join(sorted(ran_on))})" if ran_on else ""))
 problems = [f"step {n} failed" for n, s in steps.items() if s["ran"] and (s["exit_code"] or s["report"] is None)]
 problems += [f"parity {r['graph']} on {r['provider']}: {r['status']}" for r in parity
              if r["status"] in ("fail", "error") or (gpus and r["status"] == "unavailable")]
