@@ -14,7 +14,9 @@
 #   VENV           venv to run in (default build/venv-gpu, made on first use by scripts/bootstrap.sh
 #                  with ORT=onnxruntime-gpu and no training packages). Another VENV must be ready
 #                  (`make setup VENV=...`): it is used as it is, nothing is installed into it.
-#   ORT            onnxruntime distribution for the default venv (default onnxruntime-gpu)
+#   ORT            onnxruntime distribution for the default venv (default onnxruntime-gpu); the
+#                  default venv is made once: delete it to rebuild it after the requirements change
+#   MODEL          model directory (default models/tabletop_arm)
 #   STACK_SECONDS  seconds per layout for `ami-ros bench --stack` (default 20; 0 skips that step)
 #   BUDGET_S       wall-clock budget for the measuring steps, bootstrap excluded (default 420)
 #   TRT_CACHE_DIR  TensorRT engine cache shared by the steps (default: a folder beside the report)
@@ -28,7 +30,7 @@ VENV=${VENV:-$DEFAULT_VENV}
 ORT=${ORT:-onnxruntime-gpu}
 STACK_SECONDS=${STACK_SECONDS:-20}
 BUDGET_S=${BUDGET_S:-420}
-MODEL=models/tabletop_arm
+MODEL=${MODEL:-models/tabletop_arm}
 REPORT=${1:-${GPU_CHECK_OUT:-runs/gpu_check.json}}
 WORK="${REPORT%.json}.d"
 TRT_CACHE_DIR=${TRT_CACHE_DIR:-$WORK/trt_cache}
