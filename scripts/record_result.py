@@ -36,15 +36,18 @@ def commit() -> str:
 
 
 def last_json(text: str) -> dict:
-    """The JSON object a command printed: the whole output, else its last line that parses."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        for line in reversed(text.strip().splitlines()):
+    """The JSON object a command printed last: from a line that starts with "{" to the end of the
+    output, else that line alone. What comes before it is skipped (onnxruntime prints a provider
+    that fails to start, "EP Error …", to stdout)."""
+    lines = text.strip().splitlines()
+    for start in reversed([i for i, line in enumerate(lines) if line.startswith("{")]):
+        for candidate in ("\n".join(lines[start:]), lines[start]):
             try:
-                return json.loads(line)
+                found = json.loads(candidate)
             except json.JSONDecodeError:
                 continue
+            if isinstance(found, dict):
+                return found
     raise SystemExit("record_result: the command printed no JSON object")
 
 

@@ -20,6 +20,7 @@ manager would.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from typing import Any
 
@@ -47,6 +48,10 @@ class ManagedNode(LifecycleNode):
         self.config_error = ""
         self._inputs: list[Subscription | Timer | Service] = []
         self._publishers_made: list[Any] = []
+        # rclpy before Kilted (Humble, Jazzy) lets a transition that does not apply from the
+        # current state raise out of the change_state service, which ends the process: refuse it.
+        change_state = self._service_change_state
+        change_state.callback = functools.partial(self._refuse_unavailable, change_state.callback)
 
     # ------------------------------------------------------------ what a subclass supplies
     def configure(self) -> None:
@@ -82,6 +87,14 @@ class ManagedNode(LifecycleNode):
         process had ended stayed in `ros2 node list` for the 20 s of its DDS lease."""
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
+
+    def _refuse_unavailable(self, change_state: Any, request: Any, response: Any) -> Any:
+        available = [t[0] for t in self._state_machine.available_transitions]  # (id, label, ...)
+        if not request.transition.label and request.transition.id not in available:
+            self.get_logger().error(f"no transition {request.transition.id} from {self.state_label}")
+            response.success = False
+            return response
+        return change_state(request, response)
 
     def _destroy_inputs(self) -> None:
         for entity in self._inputs:
