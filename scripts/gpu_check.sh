@@ -8,7 +8,7 @@
 #
 # Without a GPU the same script runs its CPU path: the CUDA / TensorRT rows say "unavailable" (never
 # a pass) and the benchmarks fill the CPU rows. CI runs that path in the venv `make test` built:
-#   VENV=.venv STACK_SECONDS=0 scripts/gpu_check.sh runs/gpu_check-ci.json
+#   VENV=.venv STACK_SECONDS=3 scripts/gpu_check.sh runs/gpu_check-ci.json
 #
 # Environment:
 #   VENV           venv to run in (default build/venv-gpu, made on first use by scripts/bootstrap.sh

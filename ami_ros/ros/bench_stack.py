@@ -306,12 +306,18 @@ def bench_stack(
     bag: str | Path = "",
     out: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    executor_threads: int = 0,
 ) -> dict[str, Any]:
     """Both layouts, one after the other, on the same replayed bag; the report `--json` prints.
 
-    `overrides` ({"planner_node.runtime.intra_op_threads": 1}) go on top of the robot config.
+    `overrides` ({"planner_node.runtime.intra_op_threads": 1}) go on top of the robot config;
+    `executor_threads` > 0 sets every node process's executor threads (`spin.EXECUTOR_THREADS_ENV`).
     """
     from ami_ros.paths import share_file
+    from ami_ros.ros.spin import EXECUTOR_THREADS_ENV
+
+    if executor_threads:
+        os.environ[EXECUTOR_THREADS_ENV] = str(executor_threads)
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
@@ -338,6 +344,7 @@ def bench_stack(
         },
         "cpu_count": os.cpu_count(),
         "overrides": overrides or {},
+        "executor_threads": int(os.environ.get(EXECUTOR_THREADS_ENV) or 1),
         "plan_tick_ms": percentiles(ticks),
         "layouts": layouts,
         "logs": str(out),

@@ -13,9 +13,10 @@ import pytest
 
 pytest.importorskip("rclpy")
 
+import yaml
 from conftest import ROS_ENV
 
-from ami_ros.ros.bench_stack import LAYOUTS, load_bag, record_bag
+from ami_ros.ros.bench_stack import LAYOUTS, load_bag, record_bag, trace_params
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ def test_bench_stack_reports_every_stage_of_both_layouts_in_one_json_line(tmp_pa
     report = json.loads(lines[0])
 
     assert set(report["layouts"]) == set(LAYOUTS) == {"separate", "one_process"}
+    assert report["overrides"] == {} and report["executor_threads"] == 1  # as shipped
     assert report["camera"]["size"] == [160, 120] and report["camera"]["hz"] == pytest.approx(30, abs=1)
     assert 0 < report["plan_tick_ms"]["p50"] <= report["plan_tick_ms"]["p99"]
     for name, layout in report["layouts"].items():
@@ -58,3 +60,21 @@ def test_bench_stack_reports_every_stage_of_both_layouts_in_one_json_line(tmp_pa
         "planner_node",
     }
     assert set(report["layouts"]["one_process"]["cpu_share"]) == {"stack"}
+
+
+def test_lever_overrides_go_into_the_nodes_parameter_file(tmp_path) -> None:
+    traces = {"encoder": tmp_path / "e.jsonl", "planner": tmp_path / "p.jsonl"}
+    path = trace_params(
+        tmp_path, traces, {"planner_node.runtime.intra_op_threads": 1, "encoder_node.max_rate": 0}
+    )
+    params = yaml.safe_load(path.read_text())
+    assert params["/**/planner_node"]["ros__parameters"] == {
+        "latency_trace": str(traces["planner"]), "goal_memory_dir": str(tmp_path / "goals"),
+        "runtime.intra_op_threads": 1,
+    }  # fmt: skip
+    assert params["/**/encoder_node"]["ros__parameters"] == {
+        "latency_trace": str(traces["encoder"]),
+        "max_rate": 0,
+    }
+    with pytest.raises(ValueError, match=r"<node>\.<parameter>"):
+        trace_params(tmp_path, traces, {"camera_node.rate": 1})

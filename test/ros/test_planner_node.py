@@ -158,9 +158,10 @@ def test_a_latent_a_control_period_after_the_last_tick_starts_one_at_once(
             now = time.time()
             joint_pub.publish(conv.joint_state(names, q, np.zeros(4), np.zeros(4), conv.to_time(now)))
             ros.spin_until(
-                lambda now=now: (node.controller.latest_joints() or (0.0,))[0] == pytest.approx(now, abs=1e-6),
-                10.0, "the joint state at the node",
-            )  # fmt: skip
+                lambda now=now: abs((node.controller.latest_joints() or (0.0,))[0] - now) < 1e-6,
+                10.0,
+                "the joint state at the node",
+            )
             latent_pub.publish(
                 conv.latent_to_image(latent, Header(stamp=conv.to_time(stamp), frame_id="camera"))
             )
