@@ -21,4 +21,6 @@ record docs/results/stack_levers/multi_threaded_executor.json --executor-threads
 record docs/results/stack_levers/planner_one_thread.json --set planner_node.runtime.intra_op_threads=1
 record docs/results/stack_levers/encoder_every_frame.json --set encoder_node.max_rate=0
 record docs/results/stack_levers/encoder_two_threads.json --set encoder_node.runtime.intra_op_threads=2
+record docs/results/stack_levers/camera_best_effort.json \
+  --set "encoder_node.qos_overrides./camera/image_raw.subscription.reliability=best_effort"
 "$PY" -m ami_ros.docs

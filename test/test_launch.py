@@ -120,6 +120,10 @@ def check_node_section(node: str, params: dict) -> None:
         from_dict(sub, {k.removeprefix(prefix): v for k, v in params.items() if k.startswith(prefix)})
     plain = {k: v for k, v in params.items() if not any(k.startswith(p) for p in prefixed)}
     plain.pop("use_sim_time", None)
+    for key in [k for k in plain if k.startswith("qos_overrides.")]:  # ROS's own QoS overrides
+        assert node == "encoder_node" and key.startswith("qos_overrides./camera/image_raw.subscription."), key
+        policy, value = key.rsplit(".", 1)[1], plain.pop(key)
+        assert (policy, value) in {("reliability", "reliable"), ("reliability", "best_effort")}, key
     unknown = set(plain) - plain_fields(cls)
     assert not unknown, f"{node}: unknown parameter(s) {sorted(unknown)}"
     for c in cls if isinstance(cls, tuple) else (cls,):

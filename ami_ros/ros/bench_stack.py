@@ -140,7 +140,7 @@ class Player:
 
     def __init__(self, recording: Recording) -> None:
         import rclpy
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
         from trajectory_msgs.msg import JointTrajectory
 
@@ -155,7 +155,10 @@ class Player:
         latched = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
         )
-        self.camera = self.node.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+        # as sim_node and most camera drivers publish: reliable, so best-effort and reliable
+        # subscribers both match
+        reliable = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.camera = self.node.create_publisher(Image, "camera/image_raw", reliable)
         self.joints = self.node.create_publisher(JointState, "joint_states", 10)
         self.goal = self.node.create_publisher(Image, "ami/goal_image", latched)
         self.goal_msg = numpy_to_image(recording.goal, to_time(time.time()), "camera")
@@ -191,6 +194,12 @@ class Player:
                 (self.camera if kind == 0 else self.joints).publish(msg)
                 sent += kind == 0
             loop += 1
+
+    def drain(self, seconds: float) -> None:
+        """Send nothing for `seconds`, receiving the commands still on their way."""
+        end = time.time() + seconds
+        while time.time() < end:
+            self.executor.spin_once(timeout_sec=0.01)
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -259,8 +268,9 @@ def run_layout(
         t_start = time.time()
         chunk_sent, chunk_start = player.play(seconds)
         elapsed = time.time() - t_start
-        rss = {n: peak_rss_mb(p.pid) for n, p in procs.items()}
         cpu = {n: round((cpu_seconds(p.pid) - cpu0[n]) / elapsed, 3) for n, p in procs.items()}
+        player.drain(0.5)  # the last frames' commands
+        rss = {n: peak_rss_mb(p.pid) for n, p in procs.items()}
         alive = all(p.poll() is None for p in procs.values())
     finally:
         for p in procs.values():

@@ -72,8 +72,9 @@ class PlannerNode(ManagedNode):
         )
 
     def activate(self) -> None:
-        # Latents drive ticks, and a timer when none come (so stale inputs are noticed); one
-        # mutually exclusive group, so ticks never overlap.
+        # Latents drive ticks, and a timer when none has come for 1.5 control periods (so stale
+        # inputs are noticed; at 1 period it raced the latents, which then waited for its tick);
+        # one mutually exclusive group, so ticks never overlap.
         ticks, period = MutuallyExclusiveCallbackGroup(), self.controller.config.control_period
         sub, guard = self.create_subscription, functools.partial(self.fault.guard, errors=INPUT_ERRORS)
         self.inputs(
@@ -84,7 +85,7 @@ class PlannerNode(ManagedNode):
             sub(String, "ami/save_goal", guard("ami/save_goal", self._on_save_goal), 10),
             sub(Bool, "ami/estop", lambda m: m.data and self._enable(False, "e-stop"), 10),
             self.create_service(SetBool, "ami/enable", self._on_enable),
-            self.create_timer(period, lambda: self._due(1.0) and self._tick(), callback_group=ticks),
+            self.create_timer(period, lambda: self._due(1.5) and self._tick(), callback_group=ticks),
             self.create_timer(self.config.diagnostics_period, self._publish_diagnostics),
         )
 
