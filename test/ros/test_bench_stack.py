@@ -49,7 +49,10 @@ def test_bench_stack_reports_every_stage_of_both_layouts_in_one_json_line(tmp_pa
                  "tick_to_command")  # fmt: skip
         assert sum(layout[p]["p50"] for p in parts) > 0 and all(layout[p]["n"] == total["n"] for p in parts)
         f = layout["frames"]
-        assert f["sent"] >= f["received"] >= f["encoded"] >= f["at_planner"] >= f["planned"] >= total["n"], (name, f)
+        assert f["sent"] >= f["received"] >= f["encoded"] >= f["at_planner"] >= f["planned"] >= total["n"], (
+            name,
+            f,
+        )
         assert 100 <= f["sent"] <= 130  # 4 s at 30 Hz
         assert layout["commands"] >= total["n"] and layout["alive_at_end"]
         assert all(0 < share < 2.5 for share in layout["cpu_share"].values())
