@@ -89,6 +89,10 @@ def _qos_words(arg: ast.expr | None, profiles: dict[str, str]) -> str:
         return ""
     if isinstance(arg, ast.Constant) and isinstance(arg.value, int):
         return f"reliable, depth {arg.value}"
+    if (
+        isinstance(arg, ast.Call) and ast.unparse(arg.func) == "copy.copy" and arg.args
+    ):  # a profile to override
+        return _qos_words(arg.args[0], profiles) + " (ROS QoS overrides apply)"
     text = ast.unparse(arg)
     return profiles.get(text, profiles.get(text.split(".")[-1], text))
 
@@ -344,8 +348,9 @@ def headline_rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
         sep, one = (r["layouts"][n]["camera_to_command"] for n in ("separate", "one_process"))
         camera = f"{r['camera']['size'][0]}×{r['camera']['size'][1]} at {r['camera']['hz']:.0f} Hz"
         tick = r["plan_tick_ms"]["p50"]
-        figure = f"{_ms(sep['p50'], sep['p99'])} / {_ms(one['p50'], one['p99'])}; plan tick p50 {tick:.0f} ms"
-        what = f"camera stamp → command p50 / p99 over ROS, separate processes / one process ({camera} bag)"
+        figure = (f"{_ms(sep['p50'], sep['p99'])} (separate processes), {_ms(one['p50'], one['p99'])} "
+                  f"(one process); plan tick p50 {tick:.0f} ms")  # fmt: skip
+        what = f"camera stamp → command p50 / p99 over ROS ({camera} bag, {r['cpu_count']} cores)"
         rows.append((what, figure, f"[stack latency]({_link('stack-latency')})"))
     if "bench" in results:
         bench = results["bench"]["report"]
@@ -544,9 +549,11 @@ def levers_table(results: dict[str, dict]) -> str:
     for record in runs:
         r = record["report"]
         sep, one = (r["layouts"][n]["camera_to_command"] for n in ("separate", "one_process"))
-        rows.append((_lever(r), _ms(sep["p50"], sep["p99"]), _ms(one["p50"], one["p99"]),
+        rate = " / ".join(f"{x['frames']['planned'] / x['seconds']:.1f}" for x in r["layouts"].values())
+        rows.append((_lever(r), _ms(sep["p50"], sep["p99"]), _ms(one["p50"], one["p99"]), rate,
                      f"{r['plan_tick_ms']['p50']:.0f} ms", record["date"][:10]))  # fmt: skip
-    header = ("lever", "separate p50 / p99", "one process p50 / p99", "plan tick p50", "measured")
+    header = ("lever", "separate p50 / p99", "one process p50 / p99", "ticks/s, separate / one",
+              "plan tick p50", "measured")  # fmt: skip
     return "\n".join(_table(header, rows)) + "\n"
 
 

@@ -40,8 +40,10 @@ def test_check_mode_reports_a_stale_page(tmp_path):
 
 def test_every_recorded_result_says_how_it_was_made():
     results = docs.load_results()
-    assert {"eval_reach", "eval_push", "bench", "early_warning"} <= set(results)
-    for name, record in results.items():
+    assert {"eval_reach", "eval_push", "bench", "bench_stack", "early_warning"} <= set(results)
+    levers = {f"stack_levers/{name}": record for name, record in results.pop("stack_levers").items()}
+    assert levers
+    for name, record in (results | levers).items():
         assert set(record) >= {"command", "date", "commit", "wall_s", "report"}, name
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["date"]), name
         assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", record["commit"]), name
@@ -68,7 +70,9 @@ def test_reference_lists_what_the_nodes_declare():
     for parameter in ("planner.samples", "safety.max_step", "approach.urdf", "runtime.model_dir", "max_age"):
         assert f"`{parameter}`" in planner
     encoder = page[page.index("## `encoder_node`") : page.index("## `predictor_node`")]
-    assert "| subscribes | `camera/image_raw` | sensor_msgs/Image | best effort, depth 1 |" in encoder
+    qos = "best effort, depth 1 (ROS QoS overrides apply)"
+    camera = f"| subscribes | `camera/image_raw` | sensor_msgs/Image | {qos} |"
+    assert camera in encoder
 
 
 def test_readme_topics_are_the_nodes_topics():
