@@ -11,6 +11,7 @@ Stages, in the order a frame meets them:
     latent    planner_node's latent callback starts
     tick      the planning tick that used this frame's latent starts
     command   that tick's command is published
+    late      (instead of tick and command) that tick's decision came too late and the arm held
 """
 
 from __future__ import annotations
