@@ -72,6 +72,16 @@ def read_events(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return events
 
 
+def frame_key(stamp: float) -> float:
+    """The stamp that names a frame across nodes (to the microsecond: float stamps round-trip)."""
+    return round(float(stamp), 6)
+
+
+def frames_at(events: Iterable[dict[str, Any]], stage: str) -> int:
+    """How many distinct frames reached `stage`."""
+    return len({frame_key(e["stamp"]) for e in events if e["stage"] == stage})
+
+
 def stage_latencies(events: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Milliseconds per span (`SPANS`) over the frames that reached a command, joined by stamp.
 
@@ -81,7 +91,7 @@ def stage_latencies(events: Iterable[dict[str, Any]]) -> dict[str, np.ndarray]:
     """
     times: dict[float, dict[str, float]] = {}
     for event in events:
-        key = round(float(event["stamp"]), 6)
+        key = frame_key(event["stamp"])
         stages = times.setdefault(key, {"camera": key})
         stages.setdefault(event["stage"], float(event["t"]))
     done = [s for s in times.values() if all(stage in s for stage in STAGES)]
@@ -97,3 +107,8 @@ def percentiles(ms: np.ndarray) -> dict[str, float]:
     p50, p99 = np.percentile(ms, [50, 99])
     return {"p50": round(float(p50), 1), "p99": round(float(p99), 1), "max": round(float(ms.max()), 1),
             "n": int(ms.size)}  # fmt: skip
+
+
+def stage_percentiles(latencies: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """`percentiles` of every span of `stage_latencies`."""
+    return {span: percentiles(ms) for span, ms in latencies.items()}

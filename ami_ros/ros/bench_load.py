@@ -29,11 +29,11 @@ NODES = ("encoder_node", "predictor_node", "planner_node")
 JOINTS = ["joint1", "joint2", "joint3", "joint4"]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MB (VmRSS), NaN once it is gone."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of a process in MB (`field`: VmRSS now, VmHWM its peak), NaN once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass

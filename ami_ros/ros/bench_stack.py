@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ami_ros.core.trace import SPANS, percentiles, read_events, stage_latencies
+from ami_ros.core.trace import SPANS, frames_at, percentiles, read_events, stage_latencies, stage_percentiles
+from ami_ros.ros.bench_load import rss_mb
 
 LAYOUTS = {  # name: the processes (modules) of the layout
     "separate": ("ami_ros.ros.encoder_node", "ami_ros.ros.predictor_node", "ami_ros.ros.planner_node"),
@@ -113,17 +114,6 @@ def load_bag(path: Path) -> Recording:
     if goal is None and frames:
         goal = frames[-1][1]
     return Recording(frames, joints, goal)  # type: ignore[arg-type]
-
-
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident set size of a process in MB (VmHWM), NaN once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -228,11 +218,11 @@ def trace_params(folder: Path, traces: dict[str, Path], overrides: dict[str, Any
 
 def run_layout(
     layout: str, player: Player, seconds: float, folder: Path, robot: Path, overrides: dict[str, Any]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Start the layout's processes, wait until commands flow, measure for `seconds`, stop them.
 
     Returns:
-        The layout's figures (`summarize`) and its trace events over the measured window.
+        The layout's figures (`summarize`) and its stage latencies over the measured window.
     """
     folder.mkdir(parents=True, exist_ok=True)
     traces = {"encoder": folder / "encoder.jsonl", "planner": folder / "planner.jsonl"}
@@ -270,7 +260,7 @@ def run_layout(
         elapsed = time.time() - t_start
         cpu = {n: round((cpu_seconds(p.pid) - cpu0[n]) / elapsed, 3) for n, p in procs.items()}
         player.drain(0.5)  # the last frames' commands
-        rss = {n: peak_rss_mb(p.pid) for n, p in procs.items()}
+        rss = {n: rss_mb(p.pid, "VmHWM") for n, p in procs.items()}
         alive = all(p.poll() is None for p in procs.values())
     finally:
         for p in procs.values():
@@ -281,17 +271,17 @@ def run_layout(
             except subprocess.TimeoutExpired:
                 p.kill()
     events = [e for e in read_events(traces.values()) if e["stamp"] >= chunk_start]
-    return summarize(events, chunk_sent, len(player.commands), elapsed, cpu, rss, alive), events
+    latencies = stage_latencies(events)
+    return summarize(events, latencies, chunk_sent, len(player.commands), elapsed, cpu, rss, alive), latencies
 
 
 def summarize(
-    events: list[dict[str, Any]], sent: int, commands: int, elapsed: float, cpu: dict[str, float],
-    rss: dict[str, float], alive: bool,
+    events: list[dict[str, Any]], latencies: dict[str, np.ndarray], sent: int, commands: int, elapsed: float,
+    cpu: dict[str, float], rss: dict[str, float], alive: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    """A layout's figures from its trace events over the measured window."""
-    count = {stage: len({round(e["stamp"], 6) for e in events if e["stage"] == stage}) for stage in
-             ("received", "encoded", "latent", "tick", "late")}  # fmt: skip
-    spans = {span: percentiles(ms) for span, ms in stage_latencies(events).items()}
+    """A layout's figures from its trace events and their `stage_latencies` over the measured window."""
+    count = {stage: frames_at(events, stage) for stage in ("received", "encoded", "latent", "tick", "late")}
+    spans = stage_percentiles(latencies)
     return {
         "seconds": round(elapsed, 1),
         **spans,
@@ -343,7 +333,7 @@ def bench_stack(
         }
     finally:
         player.close()
-    ticks = np.concatenate([stage_latencies(events)["tick_to_command"] for _, events in runs.values()])
+    ticks = np.concatenate([latencies["tick_to_command"] for _, latencies in runs.values()])
     layouts = {name: figures for name, (figures, _) in runs.items()}
     return {
         "bag": str(path),

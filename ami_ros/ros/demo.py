@@ -36,7 +36,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from ami_ros.config import SimConfig
-from ami_ros.core.trace import percentiles, read_events, stage_latencies
+from ami_ros.core.trace import read_events, stage_latencies, stage_percentiles
 from ami_ros.eval.closed_loop import task_distance
 from ami_ros.paths import share_file
 from ami_ros.ros import conversions as conv
@@ -357,10 +357,7 @@ def run_demo(
             flush=True,
         )
     stages = {
-        stack: {
-            span: percentiles(ms)
-            for span, ms in stage_latencies(read_events(traces(out, stack).values())).items()
-        }
+        stack: stage_percentiles(stage_latencies(read_events(traces(out, stack).values())))
         for stack in stacks
     }
     print(

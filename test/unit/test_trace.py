@@ -7,7 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from ami_ros.core.trace import SPANS, LatencyTrace, percentiles, read_events, stage_latencies
+from ami_ros.core.trace import (
+    SPANS,
+    LatencyTrace,
+    frames_at,
+    percentiles,
+    read_events,
+    stage_latencies,
+    stage_percentiles,
+)
 
 
 def test_a_frame_is_joined_across_files_and_its_spans_add_up(tmp_path) -> None:
@@ -22,7 +30,10 @@ def test_a_frame_is_joined_across_files_and_its_spans_add_up(tmp_path) -> None:
     encoder("received", 10.0, t=10.5)  # a repeat of a stage: the first one counts
     encoder.close()
     planner.close()
-    spans = stage_latencies(read_events([tmp_path / "e.jsonl", tmp_path / "p.jsonl", tmp_path / "none"]))
+    events = read_events([tmp_path / "e.jsonl", tmp_path / "p.jsonl", tmp_path / "none"])
+    assert [frames_at(events, s) for s in ("received", "encoded", "command")] == [2, 2, 1]
+    spans = stage_latencies(events)
+    assert stage_percentiles(spans)["camera_to_command"] == {"p50": 45.0, "p99": 45.0, "max": 45.0, "n": 1}
     expected = {"camera_to_received": 2, "received_to_encoded": 8, "encoded_to_latent": 3,
                 "latent_to_tick": 2, "tick_to_command": 30, "camera_to_command": 45}  # fmt: skip
     assert set(spans) == set(SPANS)
