@@ -224,7 +224,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(
             f"model's block forecast, {k} steps ahead (held-out, block moving): predicted "
             f"{f['predicted_cm']:.2f} cm, copy-last {f['copy_last_cm']:.2f} cm, "
-            f"true latent {f['true_latent_cm']:.2f} cm"
+            + (f"arm only {f['arm_only_cm']:.2f} cm, " if "arm_only_cm" in f else "")
+            + f"true latent {f['true_latent_cm']:.2f} cm"
         )
     return 0
 

@@ -4,6 +4,10 @@
 - linear probes (closed-form ridge, fitted on training episodes, tested on held-out ones) of joint
   positions and block xy from the image tokens, beside the mean-guess baseline;
 - the encoder's own joint estimate (image tokens -> joints) error;
+- how much of the image tokens the joints explain (`fit_joint_map`): the share of held-out token
+  variance an MLP from joint positions predicts, i.e. how much of the latent is the arm;
+- the block forecast (`block_forecast`): the block read from predicted latents, against copy-last
+  and against a forecast from the arm's recorded motion alone;
 - planning signal: rank of the true action among N random ones by predicted-latent distance to
   the true next latent (1 = best);
 - collapse diagnostics: per-dimension std and effective rank of the embeddings.
@@ -176,6 +180,59 @@ def fit_token_probe(
     return read
 
 
+def fit_joint_map(
+    latents: Sequence[np.ndarray],
+    eps: Sequence[Episode],
+    limits: Sequence[float],
+    steps: int = 1500,
+    batch: int = 256,
+    seed: int = 0,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Fit an MLP from joint positions (M, J) to image tokens (M, N, D) on the episodes' frames; returns
+    it as a function of (M', J) joints -> (M', N, D) tokens: the part of the latent the arm explains."""
+    lim = np.asarray(limits, np.float32)
+    q = torch.from_numpy(np.concatenate([ep["joints"] for ep in eps]).astype(np.float32) / lim)
+    z = torch.from_numpy(np.concatenate([x[:, :-1] for x in latents]).astype(np.float32))
+    shape, z = z.shape[1:], z.flatten(1)
+    mean = z.mean(0)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():  # leaves the caller's RNG as it was
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(len(lim), 256),
+            torch.nn.GELU(),
+            torch.nn.Linear(256, 256),
+            torch.nn.GELU(),
+            torch.nn.Linear(256, z.shape[1]),
+        )
+    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 4e-3, total_steps=steps)
+    for _ in range(steps):
+        idx = torch.randint(len(q), (batch,), generator=gen)
+        loss = (net(q[idx]) + mean - z[idx]).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+
+    @torch.no_grad()
+    def tokens(joints: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.asarray(joints, np.float32) / lim)
+        return (net(x) + mean).view(len(x), *shape).numpy()
+
+    return tokens
+
+
+def joint_explained_fraction(
+    joint_map: Callable[[np.ndarray], np.ndarray], latents: Sequence[np.ndarray], eps: Sequence[Episode]
+) -> float:
+    """Share of the image tokens' variance over these episodes' frames that `joint_map` predicts."""
+    z = np.concatenate([x[:, :-1] for x in latents])
+    q = np.concatenate([ep["joints"] for ep in eps])
+    return float(1.0 - ((joint_map(q) - z) ** 2).mean() / z.var(axis=0).mean())
+
+
 def block_forecast(
     model: WorldModel,
     train_latents: Sequence[np.ndarray],
@@ -184,8 +241,10 @@ def block_forecast(
     val_eps: Sequence[Episode],
     horizons: Sequence[int] = (5, 20),
     moved: float = 0.01,
+    still: float = 0.002,
     max_windows: int = 512,
     seed: int = 0,
+    joint_map: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict:
     """Does the predictor forecast the block? Ground truth measures it; the model never sees it.
 
@@ -194,19 +253,29 @@ def block_forecast(
     read k steps ahead from: the predictor's rollout of the recorded actions (`predicted`); the last
     observed latent (`copy_last`: the block stays where it is); the true latent (`true_latent`: the
     probe's floor). Median errors in cm; `copy_last_over_predicted` > 1 means the forecast beats
-    copy-last.
+    copy-last. The same on windows whose block moves < `still` m (`still_predicted_cm`,
+    `still_copy_last_cm`): a forecast that loses a block nothing touches fails there first.
+    With `joint_map` (`fit_joint_map`), also `arm_only_cm` / `still_arm_only_cm`: the last latent
+    moved by the arm alone, z_t + map(q_t+k) - map(q_t) with the recorded joints, a forecast with no
+    scene dynamics that a predictor has to beat as well.
     """
     k = model.cfg.history
+
+    def shift(e: int, s: int, h: int) -> float:
+        xy = val_eps[e]["block_xy"]
+        return float(np.linalg.norm(xy[s + k - 1 + h] - xy[s + k - 1]))
+
     windows = {}
     for h in horizons:
-
-        def moves(e: int, s: int, h: int = h) -> bool:
-            xy = val_eps[e]["block_xy"]
-            return bool(np.linalg.norm(xy[s + k - 1 + h] - xy[s + k - 1]) >= moved)
-
-        if starts := _window_starts(val_latents, k, h, max_windows, keep=moves):
-            windows[h] = starts
-    out: dict[str, Any] = {"moved_cm": 100 * moved, "horizons": {}}
+        starts = _window_starts(
+            val_latents, k, h, max_windows, keep=lambda e, s, h=h: shift(e, s, h) >= moved
+        )
+        if starts:
+            windows[h] = (
+                starts,
+                _window_starts(val_latents, k, h, max_windows, keep=lambda e, s, h=h: shift(e, s, h) < still),
+            )
+    out: dict[str, Any] = {"moved_cm": 100 * moved, "still_cm": 100 * still, "horizons": {}}
     if not windows:
         return out
     read = fit_token_probe(
@@ -214,22 +283,35 @@ def block_forecast(
         np.concatenate([ep["block_xy"] for ep in train_eps]),
         seed=seed,
     )
-    for h, idx in windows.items():
+
+    def errors(h: int, idx: list[tuple[int, int]]) -> dict[str, float]:
         hist, acts, fut = _windows(val_latents, val_eps, k, h, max_windows, idx)
         truth = np.stack([val_eps[e]["block_xy"][s + k - 1 + h] for e, s in idx])
-        pred = _rollout(model, hist, acts)[:, -1, :-1]
-        true_latent = fut[:, -1, :-1]
 
-        def err(tokens: np.ndarray, truth: np.ndarray = truth) -> float:
+        def err(tokens: np.ndarray) -> float:
             return float(100 * np.median(np.linalg.norm(read(tokens) - truth, axis=1)))
 
-        f = {
-            "windows": len(idx),
-            "predicted_cm": err(pred),
+        res = {
+            "predicted_cm": err(_rollout(model, hist, acts)[:, -1, :-1]),
             "copy_last_cm": err(hist[:, -1, :-1]),
-            "true_latent_cm": err(true_latent),
+            "true_latent_cm": err(fut[:, -1, :-1]),
         }
+        if joint_map is not None:
+            q0, q1 = (np.stack([val_eps[e]["joints"][s + k - 1 + i] for e, s in idx]) for i in (0, h))
+            res["arm_only_cm"] = err(hist[:, -1, :-1] + joint_map(q1) - joint_map(q0))
+        return res
+
+    for h, (idx, idx_still) in windows.items():
+        f: dict[str, Any] = {"windows": len(idx), **errors(h, idx)}
         f["copy_last_over_predicted"] = f["copy_last_cm"] / max(f["predicted_cm"], 1e-9)
+        if idx_still:
+            e_still = errors(h, idx_still)
+            f["still_windows"] = len(idx_still)
+            f |= {
+                f"still_{name}": e_still[name]
+                for name in ("predicted_cm", "copy_last_cm", "arm_only_cm")
+                if name in e_still
+            }
         out["horizons"][str(h)] = f
     return out
 
@@ -309,9 +391,11 @@ def evaluate(
             100 * np.linalg.norm(b_tr.mean(0) - b_te, axis=1).mean()
         )
 
+    joint_map = fit_joint_map(tr, train_eps, model.cfg.joint_limits, seed=seed)
+    probes["joint_explained_token_variance"] = joint_explained_fraction(joint_map, lat_val, val_eps)
     forecast = None
     if "block_xy_error_cm" in probes:
-        forecast = block_forecast(model, tr, train_eps, lat_val, val_eps, seed=seed)
+        forecast = block_forecast(model, tr, train_eps, lat_val, val_eps, seed=seed, joint_map=joint_map)
 
     tokens = np.concatenate([z[:, :-1] for z in lat_val])  # (M, N, D)
     flat_tok = tokens.reshape(-1, tokens.shape[-1])
@@ -345,20 +429,29 @@ def format_metrics(m: dict) -> str:
         f"true action rank among {m['action_rank_n_actions']}: mean {m['action_rank_mean']:.1f}, "
         f"top-5 {100 * m['action_rank_top5']:.0f}%",
         f"joint probe {p['joints_mae_rad']:.3f} rad (mean guess {p['joints_mean_guess_mae_rad']:.3f}); "
-        f"joint head {p['joint_head_mae_rad']:.3f} rad",
+        f"joint head {p['joint_head_mae_rad']:.3f} rad; joints explain "
+        f"{100 * p['joint_explained_token_variance']:.1f}% of the image tokens' variance",
     ]
     if "block_xy_error_cm" in p:
         lines.append(
             f"block probe {p['block_xy_error_cm']:.1f} cm "
             f"(mean guess {p['block_xy_mean_guess_error_cm']:.1f} cm)"
         )
-    for k, f in (m.get("block_forecast") or {}).get("horizons", {}).items():
+    bf = m.get("block_forecast") or {}
+    for k, f in bf.get("horizons", {}).items():
+        arm = f" arm only {f['arm_only_cm']:.2f}," if "arm_only_cm" in f else ""
         lines.append(
-            f"block forecast k={k} ({f['windows']} held-out windows, block moved >= "
-            f"{m['block_forecast']['moved_cm']:.0f} cm): predicted {f['predicted_cm']:.2f} cm, "
-            f"copy-last {f['copy_last_cm']:.2f} cm ({f['copy_last_over_predicted']:.2f}x), "
-            f"true latent {f['true_latent_cm']:.2f} cm"
+            f"block forecast k={k}, {f['windows']} held-out windows where it moves >= "
+            f"{bf['moved_cm']:.0f} cm: predicted {f['predicted_cm']:.2f} cm, "
+            f"copy-last {f['copy_last_cm']:.2f} ({f['copy_last_over_predicted']:.2f}x),{arm} "
+            f"true latent {f['true_latent_cm']:.2f}"
         )
+        if "still_windows" in f:
+            arm = f", arm only {f['still_arm_only_cm']:.2f}" if "still_arm_only_cm" in f else ""
+            lines.append(
+                f"  {f['still_windows']} where it stays (< {bf['still_cm']:.1f} cm): predicted "
+                f"{f['still_predicted_cm']:.2f} cm, copy-last {f['still_copy_last_cm']:.2f}{arm}"
+            )
     lines.append(
         f"collapse: min dim std {c['token_dim_std_min']:.3f}, token eff. rank {c['token_effective_rank']:.1f}"
         f"/{c['token_effective_rank_max']}, frame eff. rank {c['frame_effective_rank']:.1f}"

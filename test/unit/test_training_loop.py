@@ -191,14 +191,17 @@ def test_block_forecast_reads_the_block_k_steps_ahead(monkeypatch):
     lim = np.array(cfg.joint_limits)
     for ep in eps:  # the "block" is the square the first two joints move
         ep["block_xy"] = (0.2 * ep["joints"][:, :2] / lim[:2]).astype(np.float32)
+    eps[9]["block_xy"][:] = eps[9]["block_xy"][0]  # a held-out episode whose block nothing moves
     torch.manual_seed(0)
     model = WorldModel(cfg).eval()
     lat = encode_episodes(model.encoder, eps)
     tr, va = lat[:8], lat[8:]
-    copy = ev.block_forecast(model, tr, eps[:8], va, eps[8:], horizons=(3, 10))
+    still_arm = lambda q: np.zeros((len(q), *lat[0][:, :-1].shape[1:]))  # noqa: E731 - tokens the joints leave as they are
+    copy = ev.block_forecast(model, tr, eps[:8], va, eps[8:], horizons=(3, 10), joint_map=still_arm)
     for f in copy["horizons"].values():
-        assert f["windows"] > 0
-        assert f["predicted_cm"] == pytest.approx(f["copy_last_cm"])
+        assert f["windows"] > 0 and f["still_windows"] > 0
+        assert f["predicted_cm"] == pytest.approx(f["copy_last_cm"]) == pytest.approx(f["arm_only_cm"])
+        assert f["still_predicted_cm"] == pytest.approx(f["still_copy_last_cm"])
 
     def oracle(_model, hist, acts):
         """The true latents that follow each history window, checking the actions are recorded ones."""
@@ -215,3 +218,19 @@ def test_block_forecast_reads_the_block_k_steps_ahead(monkeypatch):
     exact = ev.block_forecast(model, tr, eps[:8], va, eps[8:], horizons=(3, 10))
     for f in exact["horizons"].values():
         assert f["predicted_cm"] == pytest.approx(f["true_latent_cm"])
+
+
+def test_joint_map_measures_how_much_of_the_latent_the_arm_explains():
+    """Tokens made of the joints are explained almost wholly; tokens independent of them, not at all."""
+    rng = np.random.default_rng(0)
+    limits = (2.0, 2.0)
+    eps = [{"joints": rng.uniform(-2, 2, (200, 2)).astype(np.float32)} for _ in range(6)]
+    arm = [
+        np.concatenate([np.sin(ep["joints"])[:, None, :].repeat(4, 1), np.zeros((200, 1, 2))], 1)
+        for ep in eps
+    ]
+    noise = [rng.normal(size=(200, 5, 2)).astype(np.float32) for _ in eps]
+    for latents, low, high in ((arm, 0.95, 1.0), (noise, -0.1, 0.05)):
+        joint_map = ev.fit_joint_map(latents[:4], eps[:4], limits, steps=600)
+        assert joint_map(eps[4]["joints"]).shape == (200, 4, 2)
+        assert low <= ev.joint_explained_fraction(joint_map, latents[4:], eps[4:]) <= high
