@@ -532,6 +532,15 @@ class TrainConfig:
     """Folder of cached latents (named by a hash of encoder weights and data; rebuilt when missing)."""
     rollout_horizon: int = 0
     """Predicted steps per training window (0: `model.horizon`); cheap with a frozen encoder."""
+    variance_beyond_joints: bool = False
+    """End to end: VICReg's variance hinge holds what an MLP of the joint positions does not predict
+    of the image tokens (`losses.ArmHead`, fitted two steps a batch with its own optimiser at 5x
+    `lr`), so the tokens must vary with the scene beyond the arm; false: the tokens' own variance."""
+    latent_whitening: float = 0.0
+    """With `freeze_encoder`: > 0 measures the predictor's latent errors after whitening by the
+    covariance of the cached latents' one-frame changes plus this value times the identity
+    (`losses.change_whitening`), so the arm's few large directions do not drown the block's; 0: plain
+    MSE."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -544,6 +553,12 @@ class TrainConfig:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.rollout_horizon < 0:
             raise ConfigError(f"rollout_horizon must be >= 0, got {self.rollout_horizon}")
+        if self.variance_beyond_joints and self.freeze_encoder:
+            raise ConfigError("variance_beyond_joints trains the encoder: not with freeze_encoder")
+        if self.latent_whitening < 0 or (self.latent_whitening > 0 and not self.freeze_encoder):
+            raise ConfigError(
+                f"latent_whitening must be >= 0 (> 0 only with freeze_encoder), got {self.latent_whitening}"
+            )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

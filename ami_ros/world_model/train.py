@@ -38,7 +38,7 @@ from ami_ros.config import ConfigError, TrainRunConfig, from_dict
 from ami_ros.world_model.data import Episode, WindowDataset, check_episode, split_episodes, summarize
 from ami_ros.world_model.evaluate import evaluate, kstep_ratios
 from ami_ros.world_model.latents import cached_latents
-from ami_ros.world_model.losses import jepa_losses, prediction_losses
+from ami_ros.world_model.losses import ArmHead, change_whitening, jepa_losses, prediction_losses
 from ami_ros.world_model.model import Predictor, WorldModel
 
 log = logging.getLogger(__name__)
@@ -270,6 +270,9 @@ def train(
         else module
     )
     opt = _optimizer(list(trained.parameters()), tc.lr, tc.weight_decay)
+    arm_head = None
+    if tc.variance_beyond_joints:
+        arm_head = ArmHead(len(mc.joint_names), mc.grid**2, mc.latent_dim, lr=5 * tc.lr).to(device)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.lr_min_ratio)
     )
@@ -287,6 +290,9 @@ def train(
             opt.load_state_dict(state["optimizer_state"])
             sched.load_state_dict(state["scheduler_state"])
             torch.set_rng_state(state["rng_state"]["torch"])
+            if arm_head is not None:
+                arm_head.load_state_dict(state["arm_head"])
+                arm_head.optimizer.load_state_dict(state["arm_head_optimizer"])
             history, start = state["log"], state["step"]  # steps completed
             log.info("resumed from %s at step %d of %d", ckpt_path, start, tc.steps)
     weights = {
@@ -295,8 +301,12 @@ def train(
         "joints": tc.w_joints,
         "variance": tc.w_variance,
         "covariance": tc.w_covariance,
+        "arm_head": 0.0,  # logged only: the head trains with its own optimiser
     }
     limits = model.encoder.limits
+    whitening = None
+    if latents is not None and tc.latent_whitening > 0:
+        whitening = change_whitening(latents[0], tc.latent_whitening).to(device)
     log_every = max(1, tc.steps // 200)
     sampler = StepBatches(len(dataset), tc.batch_size, tc.seed, range(start, tc.steps), rank, world)
     loader = DataLoader(
@@ -307,7 +317,7 @@ def train(
         if tc.freeze_encoder:
             out = net(batch["latents"], batch["actions"])
             k = mc.history
-            return prediction_losses(out, batch["latents"][:, k:], batch["joints"][:, k:], limits)
+            return prediction_losses(out, batch["latents"][:, k:], batch["joints"][:, k:], limits, whitening)
         out = net(batch["frames"], batch["joints"], batch["actions"])
         if tc.ema_momentum_end == 0:  # target = online encoder, stop-gradient: no second pass needed
             tgt = out["latents"][:, mc.history - 1 :].detach()
@@ -316,7 +326,7 @@ def train(
                 future = batch["frames"][:, mc.history - 1 :]  # frames K-1..T-1
                 tgt, _ = target(future.flatten(0, 1), batch["joints"][:, mc.history - 1 :].flatten(0, 1))
                 tgt = tgt.view(*future.shape[:2], *tgt.shape[1:])
-        return jepa_losses(out, tgt, batch["joints"], limits, mc.history)
+        return jepa_losses(out, tgt, batch["joints"], limits, mc.history, arm_head)
 
     def deploy() -> WorldModel:
         return _deploy(model)
@@ -327,6 +337,11 @@ def train(
             "optimizer_state": opt.state_dict(),
             "scheduler_state": sched.state_dict(),
             "rng_state": {"torch": torch.get_rng_state()},
+            **(
+                {"arm_head": arm_head.state_dict(), "arm_head_optimizer": arm_head.optimizer.state_dict()}
+                if arm_head is not None
+                else {}
+            ),
         }
 
     model.train()

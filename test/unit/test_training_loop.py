@@ -75,10 +75,18 @@ def init_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("frozen", [False, True], ids=["end_to_end", "frozen_encoder"])
-def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, episodes, init_checkpoint, frozen):
+@pytest.mark.parametrize("mode", ["end_to_end", "frozen_encoder", "variance_beyond_joints"])
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, episodes, init_checkpoint, mode):
     torch.set_num_threads(1)
-    extra = {"freeze_encoder": True, "init_checkpoint": str(init_checkpoint)} if frozen else {}
+    extra = {
+        "end_to_end": {},
+        "frozen_encoder": {
+            "freeze_encoder": True,
+            "init_checkpoint": str(init_checkpoint),
+            "latent_whitening": 0.01,
+        },
+        "variance_beyond_joints": {"variance_beyond_joints": True},  # the arm head's state resumes too
+    }[mode]
     cfg = run_config(tmp_path, steps=400, checkpoint_every=5, **extra)
     whole = train(cfg, episodes, tmp_path / "whole")
 

@@ -10,7 +10,7 @@ from ami_ros.config import ConfigError, TrainRunConfig, WorldModelConfig, from_d
 from ami_ros.world_model.data import WindowDataset, split_episodes
 from ami_ros.world_model.evaluate import effective_rank, ridge_probe
 from ami_ros.world_model.export import rollout_cost
-from ami_ros.world_model.losses import jepa_losses, vicreg
+from ami_ros.world_model.losses import ArmHead, change_whitening, jepa_losses, prediction_losses, vicreg
 from ami_ros.world_model.model import WorldModel, latent_joints, proprio_embedding
 from ami_ros.world_model.synthetic import TINY_MODEL, toy_episodes
 from ami_ros.world_model.train import load_checkpoint, lr_factor, save_checkpoint
@@ -93,6 +93,53 @@ def test_pose_network_gives_the_joint_estimate_and_both_heads_are_trained():
         dataclasses.replace(TINY, pose_channels=(8,) * 6)  # 32 px cannot halve 6 times
 
 
+def test_change_whitening_weighs_the_directions_the_latent_seldom_moves_in():
+    """Token (0, 0) moves a lot every frame (the arm), token (1, 0) seldom (a block): the same error
+    costs more on the second. Copy-last costs what it costs in plain MSE."""
+    rng = np.random.default_rng(0)
+    latents = []
+    for _ in range(4):
+        z = np.zeros((50, 3, 2), np.float32)  # 2 image tokens + the proprio token
+        z[:, 0, 0] = np.cumsum(rng.normal(0, 1.0, 50))
+        z[:, 1, 0] = np.cumsum(rng.normal(0, 0.05, 50))
+        z[:, :2, 1] = rng.normal(0, 0.01, (50, 2))
+        latents.append(z)
+    w = change_whitening(latents, ridge=1e-4)
+    assert w.shape == (4, 4)
+
+    def cost(error: list[float]) -> float:
+        pred = torch.tensor(error, dtype=torch.float32).view(1, 1, 2, 2)
+        pred = torch.cat([pred, torch.zeros(1, 1, 1, 2)], dim=2)  # proprio token: not scored here
+        out = {"teacher": pred, "rollout": pred}
+        target = torch.zeros(1, 1, 3, 2)
+        terms = prediction_losses(out, target, torch.zeros(1, 1, 1), torch.ones(1), whitening=w)
+        return float(terms["teacher"])
+
+    assert cost([0.0, 0.0, 0.1, 0.0]) > 100 * cost([0.1, 0.0, 0.0, 0.0])
+    change = np.concatenate([np.diff(z[:, :-1], axis=0).reshape(49, -1) for z in latents])
+    whitened = (torch.from_numpy(change) @ w).pow(2).mean()
+    assert float(whitened) == pytest.approx(float((change**2).mean()), rel=1e-4)
+
+
+def test_the_variance_hinge_beyond_the_joints_refuses_tokens_that_only_encode_the_arm():
+    """Tokens that are a function of the joints satisfy the plain hinge, but not the one on what the
+    arm head leaves unexplained once it has fitted them; no gradient of the head's fit reaches them."""
+    torch.manual_seed(0)
+    joints = torch.rand(4, 8, 4) * 2 - 1
+    tokens = torch.sin(3 * joints.sum(-1, keepdim=True) + torch.arange(64 * 16).view(1, 1, -1))
+    latents = torch.cat([tokens.view(4, 8, 64, 16), torch.zeros(4, 8, 1, 16)], dim=2).requires_grad_(True)
+    out = {"latents": latents, "joints_tokens": joints, "joints_est": joints}
+    out |= {"teacher": latents[:, 2:], "rollout": latents[:, 2:]}
+    limits, head = torch.ones(4), ArmHead(4, 64, 16, lr=3e-3)
+    first = jepa_losses(out, latents.detach()[:, 1:], joints, limits, 2, head)
+    for _ in range(150):  # each call fits the head two steps
+        beyond = jepa_losses(out, latents.detach()[:, 1:], joints, limits, 2, head)
+    plain = jepa_losses(out, latents.detach()[:, 1:], joints, limits, 2)
+    assert beyond["arm_head"] < 0.1 * first["arm_head"]
+    assert plain["variance"] < 0.5 < beyond["variance"]
+    assert latents.grad is None and not beyond["arm_head"].requires_grad
+
+
 def test_vicreg_penalises_collapse():
     collapsed = torch.zeros(100, 8) + 0.01 * torch.randn(100, 8)
     spread = torch.randn(100, 8)
@@ -139,6 +186,8 @@ def test_strict_config_rejects_unknown_keys_and_bad_values(tmp_path):
         from_dict(WorldModelConfig, {"joint_limits": [1.0, 1.0]})
     with pytest.raises(ConfigError, match="device"):
         from_dict(TrainRunConfig, {"train": {"device": "gpu0"}})
+    with pytest.raises(ConfigError, match="latent_whitening"):  # whitens cached latents: frozen encoder only
+        from_dict(TrainRunConfig, {"train": {"latent_whitening": 0.01}})
 
 
 @pytest.mark.parametrize("name", ["train.yaml", "train_tiny.yaml"])
