@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ami_ros.world_model.data import Episode
+from ami_ros.world_model.losses import ArmHead
 from ami_ros.world_model.model import WorldModel
 
 
@@ -148,12 +149,29 @@ class TokenProbe(torch.nn.Module):
         return self.net(tokens.transpose(1, 2).reshape(b, d, self.grid, self.grid))
 
 
+def _fit(
+    net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, seed: int, max_lr: float
+) -> None:
+    """Fit `net(x)` to `y` by MSE on random batches (drawn from `seed`; AdamW on a one-cycle schedule
+    peaking at `max_lr`), then put it in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(net.parameters(), max_lr / 2, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=steps)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (batch,), generator=gen)
+        loss = torch.nn.functional.mse_loss(net(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+
+
 def fit_token_probe(
     tokens: np.ndarray, xy: np.ndarray, steps: int = 1500, batch: int = 256, seed: int = 0
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Train a `TokenProbe` on (M, N, D) image tokens -> (M, 2) positions (m); returns the probe as a
     function of (M', N, D) tokens -> (M', 2) positions."""
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # the probe's initialisation leaves the caller's RNG as it was
         torch.manual_seed(seed)
         probe = TokenProbe(tokens.shape[-1], round(tokens.shape[1] ** 0.5))
@@ -161,16 +179,7 @@ def fit_token_probe(
     ym, ys = xy.mean(0), xy.std(0) + 1e-9
     x = torch.from_numpy(((tokens - mu) / sd).astype(np.float32))
     y = torch.from_numpy(((xy - ym) / ys).astype(np.float32))
-    opt = torch.optim.AdamW(probe.parameters(), 1e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
-    for _ in range(steps):
-        idx = torch.randint(len(x), (batch,), generator=gen)
-        loss = torch.nn.functional.mse_loss(probe(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    probe.eval()
+    _fit(probe, x, y, steps, batch, seed, max_lr=2e-3)
 
     @torch.no_grad()
     def read(t: np.ndarray) -> np.ndarray:
@@ -188,38 +197,21 @@ def fit_joint_map(
     batch: int = 256,
     seed: int = 0,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Fit an MLP from joint positions (M, J) to image tokens (M, N, D) on the episodes' frames; returns
-    it as a function of (M', J) joints -> (M', N, D) tokens: the part of the latent the arm explains."""
+    """Fit an MLP from joint positions (M, J) to image tokens (M, N, D) on the episodes' frames (the
+    network of `losses.ArmHead`); returns it as a function of (M', J) joints -> (M', N, D) tokens: the
+    part of the latent the arm explains."""
     lim = np.asarray(limits, np.float32)
     q = torch.from_numpy(np.concatenate([ep["joints"] for ep in eps]).astype(np.float32) / lim)
     z = torch.from_numpy(np.concatenate([x[:, :-1] for x in latents]).astype(np.float32))
-    shape, z = z.shape[1:], z.flatten(1)
     mean = z.mean(0)
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # leaves the caller's RNG as it was
         torch.manual_seed(seed)
-        net = torch.nn.Sequential(
-            torch.nn.Linear(len(lim), 256),
-            torch.nn.GELU(),
-            torch.nn.Linear(256, 256),
-            torch.nn.GELU(),
-            torch.nn.Linear(256, z.shape[1]),
-        )
-    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 4e-3, total_steps=steps)
-    for _ in range(steps):
-        idx = torch.randint(len(q), (batch,), generator=gen)
-        loss = (net(q[idx]) + mean - z[idx]).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    net.eval()
+        net = ArmHead(len(lim), *z.shape[1:], lr=0.0)  # trained by `_fit`, not by its own optimiser
+    _fit(net, q, z - mean, steps, batch, seed, max_lr=4e-3)
 
     @torch.no_grad()
     def tokens(joints: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.asarray(joints, np.float32) / lim)
-        return (net(x) + mean).view(len(x), *shape).numpy()
+        return (net(torch.from_numpy(np.asarray(joints, np.float32) / lim)) + mean).numpy()
 
     return tokens
 
