@@ -133,6 +133,8 @@ def cmd_train_pose(args: argparse.Namespace) -> int:
     cfg = load_yaml(args.config, PoseTrainConfig, section="pose") if args.config else PoseTrainConfig()
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    if args.precision is not None:
+        cfg = dataclasses.replace(cfg, precision=args.precision)
     _, run_cfg, _ = load_checkpoint(args.checkpoint)
     episodes = read_training_episodes(args.data, run_cfg.model.image_size)
     metrics = train_pose(args.checkpoint, episodes, args.out, cfg, command=" ".join(["ami-ros", *args.argv]))
@@ -300,6 +302,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ami_ros.config import PRECISIONS
+
     parser = argparse.ArgumentParser(prog="ami-ros", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -344,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     pose.add_argument("--out", required=True, help="folder for the new checkpoint")
     pose.add_argument("--config", help="YAML file with a `pose:` section (PoseTrainConfig)")
     pose.add_argument("--epochs", type=int)
+    pose.add_argument("--precision", choices=PRECISIONS, help="PoseTrainConfig.precision")
     pose.set_defaults(func=cmd_train_pose)
 
     policy = sub.add_parser("train-policy", help="learn the planner's goal-conditioned proposal on a model")

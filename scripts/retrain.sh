@@ -3,19 +3,22 @@
 #   collect (JOBS worker processes) -> train end to end (config/train.yaml)
 #   -> train-pose -> train the predictor on cached latents (config/train_predictor.yaml) -> export.
 # Each stage resumes or is skipped when its output is already there, so a killed retrain is
-# started again with the same command. Writes $OUT/retrain.json (seconds per stage, total) and
-# prints it. Environment: OUT (default runs/retrain), EPISODES (800), JOBS (2), THREADS (torch
-# threads per training process, default 1: on a busy 2-core machine 2 threads oversubscribe),
-# POSE_EPOCHS (6), MODEL (default $OUT/model; models/tabletop_arm ships), RESULT (also write the
-# report there, e.g. docs/results/retrain.json), RETRAIN_NOTE (what else shared the machine). A stage killed mid-way is resumed, and the time
-# of its killed attempt is not counted.
+# started again with the same command; the time of a killed attempt is not counted. Writes
+# $OUT/retrain.json (seconds per stage, total) and prints it.
+# Environment: OUT (default runs/retrain), EPISODES (800), JOBS (collect's worker processes, 2),
+# THREADS (torch threads per training process, 2: the stages run one after another; 1 where the
+# cores are shared), PRECISION (train-pose's, auto: bf16 where the CPU computes it natively; the
+# training stages take theirs from their YAML), POSE_EPOCHS (6), MODEL (default $OUT/model;
+# models/tabletop_arm ships), RESULT (also write the report there, e.g. docs/results/retrain.json),
+# RETRAIN_NOTE (what else shared the machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_LOCALHOST_ONLY=1 MUJOCO_GL=${MUJOCO_GL:-egl}
 OUT=${OUT:-runs/retrain}
 EPISODES=${EPISODES:-800}
 JOBS=${JOBS:-2}
-THREADS=${THREADS:-1}
+THREADS=${THREADS:-2}
+PRECISION=${PRECISION:-auto}
 POSE_EPOCHS=${POSE_EPOCHS:-6}
 MODEL=${MODEL:-$OUT/model}
 AMI=${AMI:-.venv/bin/ami-ros}
@@ -49,7 +52,7 @@ stage train "$OUT/train/metrics.json" \
   "$AMI" train --config "$(with_threads config/train.yaml)" --data "$OUT/data" --out "$OUT/train" --resume
 stage train-pose "$OUT/pose/metrics.json" \
   "$AMI" train-pose --checkpoint "$OUT/train/checkpoint.pt" --data "$OUT/data" --out "$OUT/pose" \
-  --epochs "$POSE_EPOCHS"
+  --epochs "$POSE_EPOCHS" --precision "$PRECISION"
 stage train-predictor "$OUT/predictor/metrics.json" \
   "$AMI" train --config "$(with_threads config/train_predictor.yaml)" --data "$OUT/data" \
   --init-checkpoint "$OUT/pose/checkpoint.pt" --out "$OUT/predictor" --resume

@@ -89,7 +89,7 @@ class ArmSim:
         self._block_vadr = int(m.jnt_dofadr[block_joint])
         self._block_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "block")
         arm_bodies = {mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"link{i}") for i in range(1, 5)}
-        self._arm_geom_ids = np.array([g for g in range(m.ngeom) if m.geom_bodyid[g] in arm_bodies])
+        self._is_arm_geom = np.isin(m.geom_bodyid, list(arm_bodies))  # geom id -> belongs to the arm
         self._goal_block_mocap = m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "goal_block")]
         self._goal_ee_mocap = m.body_mocapid[
             mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "goal_end_effector")
@@ -305,11 +305,11 @@ class ArmSim:
         d = self._scratch
         d.qpos[self._qadr] = qpos
         d.qpos[self._block_qadr : self._block_qadr + 7] = block_pose
-        mujoco.mj_forward(self.model, d)
+        mujoco.mj_fwdPosition(self.model, d)  # kinematics and collision: all a contact distance needs
         geoms, dist = d.contact.geom[: d.ncon], d.contact.dist[: d.ncon]  # (ncon, 2), (ncon,)
         other = np.where(geoms[:, 0] == self._block_geom, geoms[:, 1], geoms[:, 0])
-        with_block = (geoms == self._block_geom).any(axis=1)
-        return bool(np.any(with_block & np.isin(other, self._arm_geom_ids) & (dist < margin)))
+        with_block = (geoms[:, 0] == self._block_geom) | (geoms[:, 1] == self._block_geom)
+        return bool(np.any(with_block & self._is_arm_geom[other] & (dist < margin)))
 
     # ------------------------------------------------------------------ rendering
     def _place_goal_markers(self, goal: Goal) -> None:

@@ -25,7 +25,7 @@ from ami_ros.world_model.data import Episode, split_episodes
 from ami_ros.world_model.evaluate import evaluate
 from ami_ros.world_model.latents import cached_latents
 from ami_ros.world_model.model import Encoder, WorldModel
-from ami_ros.world_model.train import save_checkpoint
+from ami_ros.world_model.train import autocast, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,9 @@ def train_pose(
         order = torch.randperm(len(frames))
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            pred = net(Encoder.normalise(frames[idx]))
-            loss = F.smooth_l1_loss(pred, joints[idx], beta=0.05)
+            with autocast(cfg.precision, torch.device("cpu")):
+                pred = net(Encoder.normalise(frames[idx]))
+            loss = F.smooth_l1_loss(pred.float(), joints[idx], beta=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -18,6 +18,7 @@ Writes to `out_dir`: checkpoint.pt (plain state dicts + config, loads with
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -63,6 +64,23 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda":
         return torch.device("cuda", local_rank)
     return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> `bf16` where `device` computes bfloat16 natively (a GPU that supports it, a CPU
+    with AVX512-BF16 or AMX), else `fp32`; `fp32` and `bf16` as they are."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a training forward pass runs in: bfloat16 autocast for `bf16`, else none."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _plain(obj: Any) -> Any:
@@ -313,12 +331,19 @@ def train(
         dataset, batch_sampler=sampler, num_workers=tc.num_workers, pin_memory=device.type == "cuda"
     )
 
+    def forward(*inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's outputs, computed at `train.precision`, returned in fp32: the losses (VICReg's
+        covariance above all) need fp32 to see the latent's small directions."""
+        with autocast(tc.precision, device):
+            out = net(*inputs)
+        return {k: v.float() for k, v in out.items()}
+
     def losses(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if tc.freeze_encoder:
-            out = net(batch["latents"], batch["actions"])
+            out = forward(batch["latents"], batch["actions"])
             k = mc.history
             return prediction_losses(out, batch["latents"][:, k:], batch["joints"][:, k:], limits, whitening)
-        out = net(batch["frames"], batch["joints"], batch["actions"])
+        out = forward(batch["frames"], batch["joints"], batch["actions"])
         if tc.ema_momentum_end == 0:  # target = online encoder, stop-gradient: no second pass needed
             tgt = out["latents"][:, mc.history - 1 :].detach()
         else:
@@ -346,6 +371,7 @@ def train(
 
     model.train()
     bar = tqdm(total=tc.steps, initial=start, desc="train", disable=rank != 0, dynamic_ncols=True)
+    log.info("precision %s", resolve_precision(tc.precision, device))
     for step, batch in zip(range(start, tc.steps), loader, strict=True):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         terms = losses(batch)

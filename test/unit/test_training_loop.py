@@ -19,12 +19,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ami_ros.config import TrainConfig, TrainRunConfig
+from ami_ros.config import ConfigError, TrainConfig, TrainRunConfig
 from ami_ros.world_model import evaluate as ev
 from ami_ros.world_model.latents import cached_latents, encode_episodes
 from ami_ros.world_model.model import WorldModel
 from ami_ros.world_model.synthetic import TINY_MODEL, toy_episodes
-from ami_ros.world_model.train import save_checkpoint, train
+from ami_ros.world_model.train import autocast, resolve_precision, save_checkpoint, train
 
 TINY = TINY_MODEL
 CHILD = """
@@ -75,7 +75,7 @@ def init_checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("mode", ["end_to_end", "frozen_encoder", "variance_beyond_joints"])
+@pytest.mark.parametrize("mode", ["end_to_end", "frozen_encoder", "variance_beyond_joints", "bf16"])
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, episodes, init_checkpoint, mode):
     torch.set_num_threads(1)
     extra = {
@@ -86,6 +86,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, episodes, i
             "latent_whitening": 0.01,
         },
         "variance_beyond_joints": {"variance_beyond_joints": True},  # the arm head's state resumes too
+        "bf16": {"precision": "bf16"},  # autocast keeps a resumed run exact
     }[mode]
     cfg = run_config(tmp_path, steps=400, checkpoint_every=5, **extra)
     whole = train(cfg, episodes, tmp_path / "whole")
@@ -137,6 +138,29 @@ def test_frozen_encoder_training_keeps_the_encoder_and_cuts_the_latent_error(
     assert max(result["metrics"]["kstep_ratio"]) < 1.0  # better than copy-last on held-out windows
     ckpt = torch.load(tmp_path / "frozen" / "checkpoint.pt", weights_only=True)
     assert ckpt["command"].startswith("ami-ros train x")  # the encoder's history travels along
+
+
+def test_bf16_autocasts_the_forward_pass_and_learns_like_fp32(tmp_path, episodes):
+    cpu = torch.device("cpu")
+    layer = torch.nn.Linear(4, 4)
+    with autocast("bf16", cpu):
+        assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    with autocast("fp32", cpu):
+        assert layer(torch.ones(1, 4)).dtype == torch.float32
+    assert resolve_precision("auto", cpu) in ("bf16", "fp32")
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        cfg = run_config(tmp_path, steps=150, lr=3e-3, precision=precision)
+        result = train(cfg, episodes, tmp_path / precision)
+        ckpt = torch.load(tmp_path / precision / "checkpoint.pt", weights_only=True)
+        assert all(v.dtype == torch.float32 for v in ckpt["predictor"].values() if v.is_floating_point())
+        runs[precision] = (result["metrics"]["kstep_ratio"], ckpt["log"][-1]["total"])
+    assert not torch.equal(*(weights(tmp_path / p / "checkpoint.pt")["predictor.out.weight"] for p in runs))
+    np.testing.assert_allclose(runs["bf16"][0], runs["fp32"][0], atol=0.1)  # held-out k-step error
+    assert runs["bf16"][1] == pytest.approx(runs["fp32"][1], rel=0.05)  # the last training loss
 
 
 def test_an_end_to_end_run_starts_from_the_init_checkpoint(tmp_path, episodes, init_checkpoint):
