@@ -12,13 +12,14 @@ Inputs arrive whenever they come (goal, latents and joint states with their stam
    its threshold (hysteresis, so noise at a threshold does not toggle it); reached -> hold;
 3. otherwise `plan` (CEM / MPPI on the model's rollout cost from the latent history one control
    period apart), pass q + the first action through the safety filter, and command the result.
-   With `approach` subgoals (`core.kinematics`), the cost's goal joints are the next set-back
-   pose on the tool axis until the measured joints have passed it, then the goal's own; with an
-   approach route, first the route's point `lookahead` ahead, on the way to the first set-back
-   pose (planned on the first tick after a goal change, from the joints measured then).
+   With a `SubgoalProvider` (`core.subgoals`: the IK approach's set-back poses and route), the
+   cost's goal joints are the provider's next subgoal until the measured joints have passed the
+   last, then the goal's own. The provider plans off the tick, in the background, from the joints
+   measured on the first tick after a goal change; until it is ready the arm holds ("planning
+   subgoals"), and eval's simulation waits for it as it waits for a plan.
 
-The planner's warm start is dropped on a goal change, past each set-back pose and when a hold
-begins; nothing of an old plan is ever executed on its own.
+The planner's warm start is dropped on a goal change, past each subgoal where the plan turns and
+when a hold begins; nothing of an old plan is ever executed on its own.
 """
 
 from __future__ import annotations
@@ -38,15 +39,17 @@ from ami_ros.config import ConfigError, ControllerConfig
 from ami_ros.core.buffers import JointStateBuffer, LatentHistory
 from ami_ros.core.energy import energy_terms, weighted
 from ami_ros.core.goal_memory import Goal
-from ami_ros.core.kinematics import ApproachPath, Chain
 from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import FrameEncoder, encode_frame
 from ami_ros.core.safety import SafetyFilter
+from ami_ros.core.subgoals import SubgoalProvider
 
 log = logging.getLogger(__name__)
 
 PLANNING = "planning"
 """`Decision.state` of a tick that commands; every other state is the reason for a hold."""
+SUBGOALS = "planning subgoals"
+"""`Decision.state` while the `SubgoalProvider` plans this goal's subgoals (the arm holds)."""
 
 
 class WorldModel(FrameEncoder, Protocol):
@@ -92,7 +95,7 @@ class Decision:
 
     state: str
     """`PLANNING` when commanding, else why the arm holds ("disabled", "no goal", "latent stale
-    (...)", "joint_states stale (...)", "goal reached", "plan dropped (...)")."""
+    (...)", "joint_states stale (...)", "goal reached", "planning subgoals", "plan dropped (...)")."""
     command: np.ndarray | None = None
     """(J,) safety-filtered joint-position target, rad, for one control period ahead; None: hold."""
     plan: np.ndarray | None = None
@@ -127,6 +130,8 @@ class Controller:
         model: encoder (goal images) and rollout cost (planning) of the world model.
         rng: the planner's generator; default: seeded with `config.planner.seed`.
         enabled: start enabled (commanding as soon as a goal is set).
+        subgoals: where to steer on the way to each goal (`core.subgoals.approach_subgoals`: the
+            robot config's IK approach); None: straight for the goal.
     Raises:
         ConfigError: the model's joints differ from the config's, or cost_weights has the wrong length.
     """
@@ -137,6 +142,7 @@ class Controller:
         model: WorldModel,
         rng: np.random.Generator | None = None,
         enabled: bool = True,
+        subgoals: SubgoalProvider | None = None,
     ) -> None:
         if list(model.joint_names) != list(config.joint_names):
             raise ConfigError(
@@ -159,10 +165,8 @@ class Controller:
             raise ConfigError(
                 f"cost_weights: the model takes {len(model.cost_weights)} weights, got {len(self.weights)}"
             )
-        a = config.approach
-        self.chain = Chain(a.urdf, a.tip_link, config.joint_names) if a.urdf else None
-        self.approach: ApproachPath | None = None  # this goal's, planned on its first tick
-        self._route_rng = np.random.default_rng(planner.seed)
+        self.subgoals = subgoals
+        self._subgoals_for: Goal | None = None  # the goal the provider was last started for
         self._lock = threading.Lock()  # guards the inputs, set from other threads in a node
         self._latents = LatentHistory()
         self._joints = JointStateBuffer(config.joint_names)
@@ -246,14 +250,18 @@ class Controller:
         if changed:
             self.reached, self.steps, self.energy, self.scene = False, 0, float("nan"), float("nan")
             self.planner.reset()
-            self.approach = None
+            self._subgoals_for = None
         reason = self._hold_reason(now, enabled, goal, newest, joints)
         if reason is not None:
             return self._hold(reason, goal, newest)
         assert goal is not None and history is not None and joints is not None
         q = joints[1]
-        if self.approach is None:  # the approach needs the joints it starts from
-            self.approach = self._approach(goal, q)
+        if self.subgoals is not None:
+            if self._subgoals_for is not goal:  # they start from the joints measured now
+                self.subgoals.start(goal.joints, q)
+                self._subgoals_for = goal
+            if not self.subgoals.ready():
+                return self._hold(SUBGOALS, goal, newest)
         plan = self.plan(history[1], q, self._next_subgoal(q, goal))
         target, interventions = self.safety.filter(q, q + plan[0], self.config.control_period)
         with self._lock:
@@ -267,6 +275,18 @@ class Controller:
         return self._decision(
             PLANNING, goal, newest, command=target, plan=plan, interventions=tuple(interventions)
         )
+
+    def tick_waiting(self, now: float) -> tuple[Decision, float]:
+        """`tick(now)`, but a tick that would hold for the subgoals waits for them and ticks again:
+        how eval's simulation runs the controller (time stands still while it plans), whereas a
+        node ticks on, holding. Returns the decision and the seconds waited."""
+        decision = self.tick(now)
+        if decision.state != SUBGOALS or self.subgoals is None:
+            return decision, 0.0
+        t0 = time.perf_counter()
+        self.subgoals.wait()
+        waited = time.perf_counter() - t0
+        return self.tick(now), waited
 
     def late(self, decision: Decision, age: float) -> str:
         """Why `decision`'s command must not be sent now that its latent is `age` s old; "" if it may.
@@ -294,7 +314,7 @@ class Controller:
             "success_scene_mse": str(self.config.success_scene_mse),
             "steps": str(self.steps),
             "reached": str(self.reached).lower(),
-            "subgoals_left": str(len(self.approach.subgoals) if self.approach else 0),
+            "subgoals_left": str(self.subgoals.left() if self.subgoals is not None else 0),
             "safety_interventions": str(self.interventions),
             **recent("tick_ms", self.tick_ms),
         }
@@ -310,20 +330,12 @@ class Controller:
             proposal,
         )
 
-    def _approach(self, goal: Goal, q: np.ndarray) -> ApproachPath:
-        """The approach from joints `q` to `goal` (no subgoals without a URDF)."""
-        c = self.config
-        if self.chain is None:
-            return ApproachPath(c.approach, [], [])
-        lower, upper = np.array(c.joint_lower), np.array(c.joint_upper)
-        speed = np.asarray(self.model.action_limits, float)
-        return ApproachPath.plan(self.chain, q, goal.joints, c.approach, lower, upper, speed, self._route_rng)
-
     def _next_subgoal(self, q: np.ndarray, goal: Goal) -> Goal:
-        """`goal` with the approach's next subgoal as its joints (`ApproachPath.target`), or `goal`
-        itself after the last; the planner's warm start is dropped past each set-back pose."""
-        assert self.approach is not None
-        target, turned = self.approach.target(q)
+        """`goal` with the provider's next subgoal as its joints, or `goal` itself without one or
+        after the last; the planner's warm start is dropped where the plan turns."""
+        if self.subgoals is None:
+            return goal
+        target, turned = self.subgoals.target(q)
         if turned:
             self.planner.reset()
         return goal if target is None else dataclasses.replace(goal, joints=target)

@@ -13,6 +13,7 @@ import numpy as np
 from ami_ros.config import ControllerConfig, SimConfig
 from ami_ros.core.controller import Controller
 from ami_ros.core.preprocess import encode_frame
+from ami_ros.core.subgoals import approach_subgoals
 from ami_ros.runtime import load_model
 from ami_ros.runtime.world_model import GRAPHS
 from ami_ros.sim import ArmSim
@@ -36,7 +37,10 @@ def bench_tick(
     with ArmSim(SimConfig(task="push")) as sim:
         sim.reset(seed, "push")
         goal_image = sim.render_goal()
-        controllers = {name: Controller(cfg, rt) for name, (cfg, rt) in variants.items()}
+        controllers = {
+            name: Controller(cfg, rt, subgoals=approach_subgoals(cfg, rt.action_limits))
+            for name, (cfg, rt) in variants.items()
+        }
         for ctl in controllers.values():
             ctl.set_goal(ctl.goal_from_image(goal_image, "bench"))
         for i in range(ticks):
@@ -47,8 +51,8 @@ def bench_tick(
                 latent, _ = encode_frame(variants[name][1], frame, q)
                 ctl.add_latent(now, latent)
                 ctl.add_joints(now, sim.joint_names, q)
-                decision = ctl.tick(now)
-                times[name].append(1e3 * (time.perf_counter() - t0))
+                decision, waited = ctl.tick_waiting(now)
+                times[name].append(1e3 * (time.perf_counter() - t0 - waited))
                 commands.append(decision.command)
             if commands[0] is not None:
                 sim.command(commands[0])  # the episode follows the configured variant

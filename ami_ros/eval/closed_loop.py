@@ -4,9 +4,11 @@ The world-model policy is `ami_ros.core.controller.Controller` — the object pl
 with the robot config's settings (`EvalConfig.controller`, read from the planner_node section of
 config/robots/tabletop_arm.yaml), fed as the node is fed: each tick, render the camera, encode it
 with the measured joints (`encode_frame`, encoder_node's step), hand latent and joints to the
-controller stamped with sim time, `tick(now)`, then command its target or hold where the arm is
+controller stamped with sim time, `tick_waiting(now)` (the simulation waits while the approach
+subgoals are planned, as it waits for a plan), then command its target or hold where the arm is
 (as joint_trajectory_controller does on an empty trajectory), and advance one control period.
-`tick_ms` is encode + tick of the ticks that planned (not the render, which a robot's camera does).
+`tick_ms` is encode + tick of the ticks that planned (not the render, which a robot's camera does,
+nor the subgoals' planning, which the node runs beside its ticks).
 
 Baselines run the same loop through the same safety filter: random actions, and privileged planners
 told the true goal (joint integrator for reach; a copy of the simulator for push).
@@ -28,6 +30,7 @@ from ami_ros.core.kinematics import ApproachPath, Chain
 from ami_ros.core.planner import Planner
 from ami_ros.core.preprocess import encode_frame
 from ami_ros.core.safety import SafetyFilter
+from ami_ros.core.subgoals import approach_subgoals
 from ami_ros.sim import ArmSim
 
 
@@ -102,7 +105,8 @@ class ControllerPolicy:
         record: list[Tick] | None = None,
     ) -> None:
         self.model, self.record = model, record
-        self.controller = Controller(config, model, np.random.default_rng(seed))
+        subgoals = approach_subgoals(config, model.action_limits)
+        self.controller = Controller(config, model, np.random.default_rng(seed), subgoals=subgoals)
         self.controller.set_goal(self.controller.goal_from_image(sim.render_goal(), f"seed {seed}"))
 
     def __call__(self, sim: ArmSim) -> Step:
@@ -111,8 +115,8 @@ class ControllerPolicy:
         latent, _ = encode_frame(self.model, frame, s.qpos)
         self.controller.add_latent(s.time, latent)
         self.controller.add_joints(s.time, sim.joint_names, s.qpos)
-        decision = self.controller.tick(s.time)
-        ms = 1e3 * (time.perf_counter() - t0)
+        decision, waited = self.controller.tick_waiting(s.time)
+        ms = 1e3 * (time.perf_counter() - t0 - waited)  # the subgoals are planned off the node's tick
         if self.record is not None:
             self.record.append(Tick(s.time, latent, s.qpos, decision))
         return Step(decision.command, ms, decision.reached)

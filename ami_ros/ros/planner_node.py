@@ -28,6 +28,7 @@ from ami_ros.core.controller import Controller, recent
 from ami_ros.core.goal_memory import Goal, GoalMemory
 from ami_ros.core.preprocess import to_rgb
 from ami_ros.core.stamps import check_stamp
+from ami_ros.core.subgoals import approach_subgoals
 from ami_ros.core.trace import LatencyTrace
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
@@ -56,7 +57,8 @@ class PlannerNode(ManagedNode):
         cc = read_dataclass(self, ControllerConfig)
         limits = (cc.joint_lower, cc.joint_upper)
         self.runtime = load_node_model(self, cc.joint_names, GRAPHS, cc.control_period, limits)
-        self.controller = Controller(cc, self.runtime, enabled=c.start_enabled)
+        subgoals = approach_subgoals(cc, self.runtime.action_limits)  # planned beside the ticks
+        self.controller = Controller(cc, self.runtime, enabled=c.start_enabled, subgoals=subgoals)
         self.memory, self.fault = GoalMemory(c.goal_memory_dir), FaultLog.of(self)
         self.trace = LatencyTrace(c.latency_trace)
         self._lock = threading.Lock()  # orders a stop's hold and a tick's command

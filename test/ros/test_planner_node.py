@@ -22,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory
 from ami_ros.config import SimConfig, load_ros_params
 from ami_ros.core.controller import PLANNING, Controller
 from ami_ros.core.preprocess import encode_frame
+from ami_ros.core.subgoals import approach_subgoals
 from ami_ros.ros import conversions as conv
 from ami_ros.ros import qos
 from ami_ros.sim import ArmSim
@@ -80,7 +81,8 @@ def run(ros, node, episode) -> None:
     goal_pub.publish(conv.numpy_to_image(episode["goal"], conv.to_time(t), "camera"))
     ros.spin_until(lambda: node.controller.goal is not None, 20.0, "the node's goal")
 
-    reference = Controller(node.controller.config, rt)  # same settings, so the same planner seed
+    cc = node.controller.config  # same settings, so the same planner and route seeds
+    reference = Controller(cc, rt, subgoals=approach_subgoals(cc, rt.action_limits))
     reference.set_goal(reference.goal_from_image(episode["goal"], "goal"))
     np.testing.assert_array_equal(node.controller.goal.latent, reference.goal.latent)
     for k, (frame, q) in enumerate(zip(episode["frames"], episode["q"], strict=True)):
@@ -103,7 +105,7 @@ def run(ros, node, episode) -> None:
 
     assert ros.call(ros.node.create_client(SetBool, "ami/enable"), SetBool.Request(data=True)).success
     reference.set_enabled(True)
-    expected = reference.tick(t + 0.05)
+    expected, _ = reference.tick_waiting(t + 0.05)  # the node holds while its subgoals are planned
     assert expected.state == PLANNING
     msg = ros.spin_until(lambda: next((m for m in commands if m.points), None), 20.0, "the node's command")
     assert msg.joint_names == names
@@ -136,10 +138,11 @@ def test_a_latent_a_control_period_after_the_last_tick_starts_one_at_once(
     from ami_ros.ros.spin import autostart, finish
 
     trace = tmp_path / "planner.jsonl"
+    params = load_ros_params(ROBOT, "planner_node")
     overrides = {"goal_memory_dir": str(tmp_path), "max_age": 60.0, "latency_trace": str(trace)}
-    node = PlannerNode(
-        context=ros.context, parameter_overrides=flat(load_ros_params(ROBOT, "planner_node") | overrides)
-    )
+    # no approach subgoals: the first tick commands instead of holding while they are planned
+    overrides["approach"] = params["approach"] | {"urdf": ""}
+    node = PlannerNode(context=ros.context, parameter_overrides=flat(params | overrides))
     autostart(node)
     ros.executor.add_node(node)
     try:

@@ -11,6 +11,7 @@ from ami_ros.config import ConfigError, ControllerConfig, EvalConfig, SimConfig,
 from ami_ros.core.controller import PLANNING, Controller
 from ami_ros.core.goal_memory import Goal
 from ami_ros.core.preprocess import encode_frame, resize_frame
+from ami_ros.core.subgoals import approach_subgoals
 from ami_ros.eval.closed_loop import EpisodeResult, Step, controller_policy, run_episode, summarize
 from ami_ros.robot import load_robot, robot_file
 from ami_ros.runtime import default_model_dir, load_model
@@ -208,13 +209,14 @@ def test_eval_decides_exactly_as_a_controller_fed_the_same_inputs(config, runtim
         run_episode(sim, controller_policy(runtime, cfg, ticks), SEED, cfg)
         sim.reset(SEED, "reach")
         goal_image = sim.render_goal()
-    reference = Controller(config, runtime, np.random.default_rng(SEED))
+    subgoals = approach_subgoals(config, runtime.action_limits)
+    reference = Controller(config, runtime, np.random.default_rng(SEED), subgoals=subgoals)
     reference.set_goal(reference.goal_from_image(goal_image, "replay"))
     assert len(ticks) == 8 and sum(t.decision.command is not None for t in ticks) >= 4
     for t in ticks:
         reference.add_latent(t.now, t.latent)
         reference.add_joints(t.now, ["joint1", "joint2", "joint3", "joint4"], t.joints)
-        d = reference.tick(t.now)
+        d, _ = reference.tick_waiting(t.now)  # as eval's simulation runs it
         assert (d.state, d.reached, d.steps) == (t.decision.state, t.decision.reached, t.decision.steps)
         assert d.energy == t.decision.energy
         if d.command is None:

@@ -28,6 +28,7 @@ from ami_ros.core.kinematics import (
     route,
 )
 from ami_ros.core.preprocess import encode_frame
+from ami_ros.core.subgoals import approach_subgoals
 from ami_ros.eval.closed_loop import privileged_push_policy
 from ami_ros.runtime import default_model_dir, load_model
 from ami_ros.sim import URDF_PATH, ArmSim
@@ -200,7 +201,7 @@ def test_the_controller_plans_through_the_subgoals_then_to_the_goal(sim, chain):
     config = dataclasses.replace(config, approach=approach)
     spy = CostSpy(load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",)))
     sim.reset(300_001, "push")
-    ctl = Controller(config, spy)
+    ctl = Controller(config, spy, subgoals=approach_subgoals(config, spy.action_limits))
     ctl.set_goal(ctl.goal_from_image(sim.render_goal(), "push"))
     goal = ctl.goal
     expected = approach_waypoints(chain, goal.joints, config.approach, sim.lower, sim.upper)
@@ -212,7 +213,7 @@ def test_the_controller_plans_through_the_subgoals_then_to_the_goal(sim, chain):
         ctl.add_latent(now, latent)
         ctl.add_joints(now, sim.joint_names, q)
         spy.goal_joints.clear()
-        d = ctl.tick(now)
+        d, _ = ctl.tick_waiting(now)
         assert d.state == PLANNING and d.goal is goal  # decisions are about the goal itself
         targets.append(spy.goal_joints[-1])
         now += 0.1
@@ -220,8 +221,8 @@ def test_the_controller_plans_through_the_subgoals_then_to_the_goal(sim, chain):
         np.testing.assert_allclose(got, want, atol=1e-6)
     assert ctl.status()["subgoals_left"] == "0"
     ctl.set_goal(Goal("again", goal.latent, goal.joints))  # a new goal restarts the approach
-    ctl.tick(now)
-    assert len(ctl.approach.subgoals) == len(expected)
+    assert ctl.tick_waiting(now)[0].state == PLANNING
+    assert ctl.subgoals.left() == len(expected)
 
 
 def test_the_controller_steers_ahead_along_the_route_then_takes_each_approach_pose_in_turn(sim):
@@ -232,7 +233,7 @@ def test_the_controller_steers_ahead_along_the_route_then_takes_each_approach_po
     config = dataclasses.replace(config, approach=approach)
     spy = CostSpy(load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",)))
     sim.reset(300_000, "push")
-    ctl = Controller(config, spy)
+    ctl = Controller(config, spy, subgoals=approach_subgoals(config, spy.action_limits))
     ctl.set_goal(ctl.goal_from_image(sim.render_goal(), "push"))
     latent, _ = encode_frame(spy, sim.render(), sim.state().qpos)
     now = 0.0
@@ -242,12 +243,12 @@ def test_the_controller_steers_ahead_along_the_route_then_takes_each_approach_po
         ctl.add_latent(now, latent)
         ctl.add_joints(now, sim.joint_names, q)
         spy.goal_joints.clear()
-        assert ctl.tick(now).state == PLANNING
+        assert ctl.tick_waiting(now)[0].state == PLANNING
         now += 0.1
         return spy.goal_joints[-1]
 
     target = tick(sim.state().qpos)
-    path = ctl.approach
+    path = ctl.subgoals.path
     route, poses = path.subgoals[: path.route_left], path.subgoals[path.route_left :]
     assert len(route) > 3 and len(poses) == 4
     np.testing.assert_allclose(target, route[2])  # two ahead of the next
@@ -284,13 +285,14 @@ def test_a_route_longer_than_max_route_is_no_approach_at_all(sim, chain):
         config.approach, urdf="sim/assets/tabletop_arm.urdf", axis_weight=0.0, clearance=0.06, max_route=1.0
     )
     spy = CostSpy(load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",)))
-    ctl = Controller(dataclasses.replace(config, approach=approach), spy)
+    config = dataclasses.replace(config, approach=approach)
+    ctl = Controller(config, spy, subgoals=approach_subgoals(config, spy.action_limits))
     ctl.set_goal(ctl.goal_from_image(sim.render_goal(), "push"))
     latent, _ = encode_frame(spy, sim.render(), start)
     ctl.add_latent(0.0, latent)
     ctl.add_joints(0.0, sim.joint_names, start)
-    assert ctl.tick(0.0).state == PLANNING
-    assert ctl.approach.subgoals == [] and ctl.status()["subgoals_left"] == "0"
+    assert ctl.tick_waiting(0.0)[0].state == PLANNING
+    assert ctl.subgoals.path.subgoals == [] and ctl.status()["subgoals_left"] == "0"
     np.testing.assert_allclose(spy.goal_joints[-1], ctl.goal.joints)
 
 
