@@ -2,6 +2,7 @@
 and never waits for them; the approach provider keeps only the latest goal's and survives a failed
 search."""
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -133,8 +134,6 @@ def test_a_failed_search_steers_straight_for_the_goal_and_says_why(config, monke
 
 
 def test_no_urdf_means_no_provider(config):
-    import dataclasses
-
     off = dataclasses.replace(config, approach=dataclasses.replace(config.approach, urdf=""))
     assert sg.approach_subgoals(off, np.ones(4)) is None
     with pytest.raises(RuntimeError, match="before the subgoals are ready"):
