@@ -200,6 +200,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         task=args.task, episodes=args.episodes, seed=args.seed, max_steps=args.steps, controller=controller
     )
     report = cl.evaluate_policy(cl.controller_policy(runtime, cfg), cfg, declares_reached=True)
+    if args.ablations:  # the same controller with one lever off, on the same seeds
+        weights = controller.cost_weights or tuple(runtime.cost_weights)
+        ablated = {
+            'approach off (approach.urdf: "")': dataclasses.replace(
+                controller, approach=dataclasses.replace(controller.approach, urdf="")
+            ),
+            "scene term off (image-token cost weights 0)": dataclasses.replace(
+                controller, cost_weights=(0.0, 0.0, float(weights[-1]))
+            ),
+        }
+        report["ablations"] = {
+            name: cl.evaluate_policy(
+                cl.controller_policy(runtime, dataclasses.replace(cfg, controller=c)),
+                cfg,
+                declares_reached=True,
+            )
+            for name, c in ablated.items()
+        }
+        for result in report["ablations"].values():
+            result.pop("per_episode", None)
     report["robot_config"] = str(robot)
     report["providers"] = sorted(set(runtime.providers.values()))
     metrics = runtime.manifest.get("metrics") or {}  # the model's held-out figures, from its training
@@ -219,7 +239,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     keys = ("success_rate", "false_reached_rate", "mean_start_distance_m", "mean_final_distance_m",
             "tick_ms_p50")  # fmt: skip
     print(f"\n{'policy':<28}" + "".join(f"{k:>24}" for k in keys))
-    for name, result in {"controller (world model)": report, **report["baselines"]}.items():
+    rows = {"controller (world model)": report, **report.get("ablations", {}), **report["baselines"]}
+    for name, result in rows.items():
         cells = (f"{result[k]:.3f}" if k in result else "-" for k in keys)
         print(f"{name:<28}" + "".join(f"{c:>24}" for c in cells))
     for k, f in report["model_metrics"].get("block_forecast", {}).get("horizons", {}).items():
@@ -396,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--privileged-push", action="store_true",
         help="push: also run the privileged planner: the approach to the true goal pose, then CEM on a "
         "copy of the simulator (slow: 0.4-0.9 s a tick)",
+    )  # fmt: skip
+    ev.add_argument(
+        "--ablations", action="store_true",
+        help="also run the controller with the approach off and with the scene term off (same seeds)",
     )  # fmt: skip
     ev.add_argument("--json", action="store_true", help="one JSON object on one line")
     ev.set_defaults(func=cmd_eval)

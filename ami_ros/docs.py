@@ -445,7 +445,12 @@ def _eval_section(task: str, record: dict) -> list[str]:
         "",
     ]
     rows = []
-    for name, res in {"world-model planner (from the goal image)": r, **r.get("baselines", {})}.items():
+    policies = {
+        "world-model planner (from the goal image)": r,
+        **r.get("ablations", {}),
+        **r.get("baselines", {}),
+    }
+    for name, res in policies.items():
         rows.append(
             (
                 name.replace("_", " "),

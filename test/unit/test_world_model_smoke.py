@@ -147,6 +147,33 @@ def test_closed_loop_eval_prints_one_json_object_with_baselines(trained, capsys)
     assert set(report["baselines"]) == {"random", "privileged_true_joint_state"}
 
 
+def test_eval_ablations_run_the_controller_with_one_lever_off_on_the_same_seeds(trained, capsys):
+    capsys.readouterr()
+    args = [
+        "eval",
+        "--model",
+        str(trained["out"] / "model"),
+        "--task",
+        "push",
+        "--episodes",
+        "2",
+        "--steps",
+        "3",
+    ]
+    assert cli.main([*args, "--ablations", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(report["ablations"]) == {
+        'approach off (approach.urdf: "")',
+        "scene term off (image-token cost weights 0)",
+    }
+    for result in report["ablations"].values():
+        assert result["episodes"] == 2 and 0.0 <= result["false_reached_rate"] <= 1.0
+        assert result["mean_start_distance_m"] == report["mean_start_distance_m"]  # the same seeds
+    assert cli.main([*args, "--episodes", "1", "--ablations"]) == 0  # the table has a row for each
+    table = capsys.readouterr().out
+    assert 'approach off (approach.urdf: "")' in table and "scene term off" in table
+
+
 def test_ddp_training_under_torchrun_writes_from_rank_zero_only(trained, tmp_path):
     """Two CPU processes (gloo) over loopback, as `torchrun --nproc_per_node=N` runs on GPUs."""
     import os
