@@ -25,7 +25,7 @@ from ami_ros.world_model.data import Episode, split_episodes
 from ami_ros.world_model.evaluate import evaluate
 from ami_ros.world_model.latents import cached_latents
 from ami_ros.world_model.model import Encoder, WorldModel
-from ami_ros.world_model.train import autocast, save_checkpoint
+from ami_ros.world_model.train import autocast, resolve_precision, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +84,16 @@ def train_pose(
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(frames) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    cpu = torch.device("cpu")
+    precision = resolve_precision(cfg.precision, cpu)
+    log.info("precision %s", precision)
     history = []
     for epoch in range(cfg.epochs):
         net.train()
         order = torch.randperm(len(frames))
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            with autocast(cfg.precision, torch.device("cpu")):
+            with autocast(precision, cpu):
                 pred = net(Encoder.normalise(frames[idx]))
             loss = F.smooth_l1_loss(pred.float(), joints[idx], beta=0.05)
             opt.zero_grad(set_to_none=True)

@@ -331,10 +331,12 @@ def train(
         dataset, batch_sampler=sampler, num_workers=tc.num_workers, pin_memory=device.type == "cuda"
     )
 
+    precision = resolve_precision(tc.precision, device)
+
     def forward(*inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """The network's outputs, computed at `train.precision`, returned in fp32: the losses (VICReg's
         covariance above all) need fp32 to see the latent's small directions."""
-        with autocast(tc.precision, device):
+        with autocast(precision, device):
             out = net(*inputs)
         return {k: v.float() for k, v in out.items()}
 
@@ -371,7 +373,7 @@ def train(
 
     model.train()
     bar = tqdm(total=tc.steps, initial=start, desc="train", disable=rank != 0, dynamic_ncols=True)
-    log.info("precision %s", resolve_precision(tc.precision, device))
+    log.info("precision %s", precision)
     for step, batch in zip(range(start, tc.steps), loader, strict=True):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         terms = losses(batch)

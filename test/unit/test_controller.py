@@ -14,21 +14,10 @@ from ami_ros.core.preprocess import encode_frame, resize_frame
 from ami_ros.core.subgoals import approach_subgoals
 from ami_ros.eval.closed_loop import EpisodeResult, Step, controller_policy, run_episode, summarize
 from ami_ros.robot import load_robot, robot_file
-from ami_ros.runtime import default_model_dir, load_model
 from ami_ros.sim import ArmSim
 
 ROBOT = Path(__file__).resolve().parents[2] / "config" / "robots" / "tabletop_arm.yaml"
 SEED = 100_001
-
-
-@pytest.fixture(scope="module")
-def config() -> ControllerConfig:
-    return from_params(ControllerConfig, load_ros_params(ROBOT, "planner_node"))
-
-
-@pytest.fixture(scope="module")
-def runtime(config):
-    return load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",))
 
 
 @pytest.fixture(scope="module")

@@ -4,31 +4,17 @@ search."""
 
 import dataclasses
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ami_ros.config import ControllerConfig, SimConfig, from_params, load_ros_params
+from ami_ros.config import SimConfig
 from ami_ros.core import subgoals as sg
 from ami_ros.core.controller import PLANNING, SUBGOALS, Controller
 from ami_ros.core.goal_memory import Goal
 from ami_ros.core.kinematics import ApproachPath
 from ami_ros.core.preprocess import encode_frame
-from ami_ros.runtime import default_model_dir, load_model
 from ami_ros.sim import ArmSim
-
-ROBOT = Path(__file__).resolve().parents[2] / "config" / "robots" / "tabletop_arm.yaml"
-
-
-@pytest.fixture(scope="module")
-def config() -> ControllerConfig:
-    return from_params(ControllerConfig, load_ros_params(ROBOT, "planner_node"))
-
-
-@pytest.fixture(scope="module")
-def runtime(config):
-    return load_model(default_model_dir(), config.joint_names, providers=("CPUExecutionProvider",))
 
 
 class GatedSubgoals:
