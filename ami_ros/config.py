@@ -1005,6 +1005,11 @@ class PredictorNodeConfig:
     stillness_threshold: float = 300.0
     """WARN when every forecast of the window has joints moving this many rad per unit of image-token
     change (`Forecaster`'s stillness): the camera image stays the same while the arm moves."""
+    scene_threshold: float = 25.0
+    """WARN for a window of forecasts after one whose scene surprise (`Forecaster`'s: image tokens that
+    changed where the forecast expected none) exceeds this: something the model did not see moved
+    (a knocked block). The default is above every normal tick of the early-warning benchmark on the
+    shipped model (docs/results.md)."""
     diagnostics_period: float = 1.0
     """Seconds between /diagnostics messages."""
 
@@ -1013,8 +1018,11 @@ class PredictorNodeConfig:
             raise ConfigError(
                 f"command_interface must be 'trajectory' or 'forward', got {self.command_interface!r}"
             )
-        if min(self.surprise_threshold, self.stillness_threshold, self.diagnostics_period) <= 0:
-            raise ConfigError("surprise_threshold, stillness_threshold and diagnostics_period must be > 0")
+        thresholds = (self.surprise_threshold, self.stillness_threshold, self.scene_threshold)
+        if min(*thresholds, self.diagnostics_period) <= 0:
+            raise ConfigError(
+                "surprise_threshold, stillness_threshold, scene_threshold and diagnostics_period must be > 0"
+            )
         if self.surprise_window < 1:
             raise ConfigError(f"surprise_window must be >= 1, got {self.surprise_window}")
 

@@ -5,6 +5,11 @@ the controller serves planner_node and eval. For every command it forecasts the 
 period after the newest latent, from the model's history and the action the command implies
 (commanded target minus the joint positions in that latent). When the latent for that instant
 arrives (the first within half a period of it), `observe` scores the forecast against it.
+
+Three scores come of it (`Surprise`): the forecast's error (image and joints), stillness (an image
+that stops changing while the joints move: a frozen camera), and scene surprise (the tokens that
+changed where the forecast expected them to stay: a block knocked by something the model did not
+see).
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ class Surprise:
     stillness: float
     """How far the joints moved since the previous latent (rad, largest joint) per unit of image-token
     change: a camera whose image stops changing while the arm moves scores high (a frozen camera)."""
+    scene: float
+    """Change where the model expected none: each image token's forecast error over the change the
+    forecast itself made to it (plus `SCENE_FLOOR`), the mean of the `SCENE_TOKENS` largest. The
+    arm's tokens, which the forecast moves, are discounted by their expected motion; a token that
+    should have stayed and did not (a block moved by an unseen force) counts in full."""
 
     @property
     def image(self) -> float:
@@ -53,6 +63,11 @@ class Surprise:
 
 STILLNESS_FLOOR = 1e-4
 """Image-token change (mean squared) below which an image counts as unchanged in `stillness`."""
+SCENE_FLOOR = 0.1
+"""Added to each token's expected change (mean squared) in `Surprise.scene`, so that a token the
+forecast leaves alone is scored by its error in the latent's own units."""
+SCENE_TOKENS = 3
+"""Tokens averaged in `Surprise.scene`: an object of a few pixels covers one to four tokens."""
 
 
 class Forecaster:
@@ -80,17 +95,21 @@ class Forecaster:
         if not self._pending or abs(self._pending[0][0] - stamp) > tolerance:
             return None
         _, forecast = self._pending.popleft()
-        stillness = 0.0
+        errors = np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1)
+        stillness = scene = 0.0
         if previous is not None:
             nj = len(self.model.joint_limits)
             moved = np.max(np.abs(latent[-1, :nj] - previous[1][-1, :nj]) * self.model.joint_limits)
             change = float(np.mean((latent[:-1] - previous[1][:-1]) ** 2))
             stillness = float(moved / max(change, STILLNESS_FLOOR))
+            expected = np.mean((forecast[:-1] - previous[1][:-1]) ** 2, axis=1)
+            scene = float(np.sort(errors / (expected + SCENE_FLOOR))[-SCENE_TOKENS:].mean())
         return Surprise(
             stamp=stamp,
-            tokens=np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1),
+            tokens=errors,
             joints=float(np.mean((forecast[-1] - latent[-1]) ** 2)),
             stillness=stillness,
+            scene=scene,
         )
 
     def forecast(self, target: np.ndarray) -> tuple[float, np.ndarray] | None:

@@ -20,10 +20,13 @@ squared error of the forecast image tokens against the latent that arrived), `su
 token's error on normal ticks — normalised by the model's own error), `surprise_joints` (error of
 the forecast proprio token: the joints the model expected the command to reach), `stillness`
 (joint motion per unit of image-token change: an image that stops changing while the arm moves),
-the last three averaged over the last 3 ticks (`_w3`: predictor_node likewise warns only after
-`surprise_window` forecasts in a row), and two baselines that need no model: `frame_diff` (mean absolute pixel
-change since the last frame) and `tracking_error` (largest |last commanded target - measured
-joint position|).
+`scene` (forecast error where the forecast expected no change: `Surprise.scene`), the mean of the
+last 3 ticks of `surprise`, `surprise_joints` and `stillness` (`_w3`: predictor_node likewise warns
+only after `surprise_window` forecasts in a row), the largest `scene` of the last 2 ticks
+(`scene_max2`: a knock is one event, and the forecast after it already starts from the knocked
+frame, so the score holds its peak for the tick after it, which is labelled faulty too), and two
+baselines that need no model: `frame_diff` (mean absolute pixel change since the last frame) and
+`tracking_error` (largest |last commanded target - measured joint position|).
 
 Reported per fault and score: AUROC of faulty against normal ticks; with each score's threshold
 set to the largest value on the normal evaluation ticks (no false alarm in that many minutes of
@@ -51,13 +54,18 @@ FAULTS = ("block_knock", "joint_stall", "command_dropped", "frozen_camera", "lig
 WINDOW = 3
 """Windowed scores average the last WINDOW ticks (a persistent fault adds up; noise does not)."""
 WINDOWED = ("surprise", "surprise_joints", "stillness")
+PEAK = 2
+"""Peak-held scores take the largest of the last PEAK ticks (one event, held for the next tick)."""
+PEAKED = ("scene",)
 SCORES = (
     "surprise",
     "surprise_token_max",
     "surprise_z",
     "surprise_joints",
     "stillness",
+    "scene",
     *(f"{s}_w{WINDOW}" for s in WINDOWED),
+    *(f"{s}_max{PEAK}" for s in PEAKED),
     "frame_diff",
     "tracking_error",
 )
@@ -157,19 +165,23 @@ def scores_of(tick: Tick, mu: np.ndarray, sd: np.ndarray) -> dict[str, float]:
         "surprise_z": float(np.max((e - mu) / sd)),
         "surprise_joints": tick.surprise.joints,
         "stillness": tick.surprise.stillness,
+        "scene": tick.surprise.scene,
         "frame_diff": tick.frame_diff,
         "tracking_error": tick.tracking_error,
     }
 
 
 def episode_scores(ticks: list[Tick], mu: np.ndarray, sd: np.ndarray) -> list[dict[str, float] | None]:
-    """Every score of every tick (None for the first tick: no forecast yet), windowed ones included."""
+    """Every score of every tick (None for the first tick: no forecast yet), windowed and peak-held
+    ones included."""
     out = [scores_of(t, mu, sd) if t.surprise is not None else None for t in ticks]
     for i, scores in enumerate(out):
         if scores is not None:
             recent = [o for o in out[max(0, i - WINDOW + 1) : i + 1] if o is not None]
             for s in WINDOWED:
                 scores[f"{s}_w{WINDOW}"] = float(np.mean([o[s] for o in recent]))
+            for s in PEAKED:
+                scores[f"{s}_max{PEAK}"] = float(max(o[s] for o in recent[-PEAK:]))
     return out
 
 

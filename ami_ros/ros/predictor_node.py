@@ -7,8 +7,10 @@ forecast's error: surprise. Surprise that stays above `surprise_threshold` for `
 forecasts turns /diagnostics to WARN: the world no longer behaves as the model expects (a
 collision, a moved camera, an unknown object, a model trained on another robot); so does an image
 that stays unchanged while the joints move (`stillness` above `stillness_threshold`: a frozen
-camera). The forecasting and scoring are `ami_ros.core.forecaster.Forecaster`, the object the
-early-warning benchmark runs.
+camera), and for `surprise_window` forecasts after one whose scene surprise exceeds
+`scene_threshold` (image tokens that changed where the forecast expected none: something the model
+did not see moved, such as a knocked block). The forecasting and scoring are
+`ami_ros.core.forecaster.Forecaster`, the object the early-warning benchmark runs.
 
 Subscribes: ami/latent (32FC1 Image), and arm_controller/joint_trajectory (first point) or
     forward_position_controller/commands by `command_interface`.
@@ -18,7 +20,8 @@ Publishes:
     ami/surprise (std_msgs/Float32): mean squared error of the forecast's image tokens against
         the latent that arrived, one per forecast.
     /diagnostics: forecasts, surprise (last, mean of the window), threshold, the mean error of the
-        forecast proprio token over the window (the joints the model expected), execution provider.
+        forecast proprio token over the window (the joints the model expected), the window's least
+        stillness and largest scene surprise, execution provider.
 Lifecycle: a managed node (`ami_ros.ros.lifecycle`): configure loads and warms the predictor graph
     only; subscriptions and the diagnostics timer exist only while active. Parameter `autostart`.
 """
@@ -61,6 +64,7 @@ class PredictorNode(ManagedNode):
         self._surprise: deque[float] = deque(maxlen=c.surprise_window)
         self._joint_surprise: deque[float] = deque(maxlen=c.surprise_window)  # proprio token's error
         self._stillness: deque[float] = deque(maxlen=c.surprise_window)
+        self._scene: deque[float] = deque(maxlen=c.surprise_window)
         self._ignored = 0
         self._last_error = ""
         self._pub_forecast = self.create_lifecycle_publisher(Image, "ami/forecast", 10)
@@ -105,6 +109,7 @@ class PredictorNode(ManagedNode):
             self._surprise.append(surprise.image)
             self._joint_surprise.append(surprise.joints)
             self._stillness.append(surprise.stillness)
+            self._scene.append(surprise.scene)
             self._pub_surprise.publish(Float32(data=surprise.image))
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
@@ -137,7 +142,9 @@ class PredictorNode(ManagedNode):
         full = len(window) == c.surprise_window
         surprised = full and min(window) > c.surprise_threshold
         frozen = full and min(self._stillness) > c.stillness_threshold
-        level = DiagnosticStatus.WARN if surprised or frozen else DiagnosticStatus.OK
+        scene = max(self._scene, default=0.0)
+        moved = scene > c.scene_threshold  # one event: it warns while it is in the window
+        level = DiagnosticStatus.WARN if surprised or frozen or moved else DiagnosticStatus.OK
         message = "forecasting"
         if surprised:
             message = (
@@ -146,6 +153,11 @@ class PredictorNode(ManagedNode):
             )
         elif frozen:
             message = f"the camera image has not changed in {c.surprise_window} forecasts while the arm moved"
+        elif moved:
+            message = (
+                f"scene surprise {scene:.1f} above {c.scene_threshold}: the image changed where the model "
+                "expected no change (something it did not see moved)"
+            )
         values = {
             "forecasts": self.forecaster.forecasts,
             "surprise_last": f"{window[-1]:.4f}" if window else "nan",
@@ -155,6 +167,7 @@ class PredictorNode(ManagedNode):
             # does not execute its commands (`command_dropped` in `python -m ami_ros.eval.early_warning`)
             "surprise_joints_window_mean": f"{np.mean(self._joint_surprise):.5f}" if window else "nan",
             "stillness_window_min": f"{min(self._stillness):.3f}" if self._stillness else "nan",
+            "scene_window_max": f"{scene:.3f}" if self._scene else "nan",
             "ignored_messages": self._ignored,
             "last_error": self._last_error,
             "execution_provider": self.runtime.providers["predictor.onnx"],

@@ -265,33 +265,33 @@ def test_sustained_surprise_raises_a_diagnostics_warning(stack: Stack) -> None:
     assert strict.stop() == 0
 
 
-def test_an_image_that_stops_changing_while_the_arm_moves_is_reported(stack: Stack) -> None:
-    """The stillness warning's wiring: with a threshold any motion exceeds (and surprise out of
-    reach), the moving arm raises the frozen-camera message."""
-    still = stack.start_node(
+@pytest.mark.parametrize(
+    ("threshold", "message"),
+    [("stillness_threshold", "camera image"), ("scene_threshold", "scene surprise")],
+    ids=["frozen camera", "scene changed"],
+)
+def test_the_frozen_camera_and_scene_warnings_are_reported(stack: Stack, threshold: str, message: str):
+    """The stillness and scene-surprise warnings' wiring: with a threshold any motion exceeds (and
+    the others out of reach), the moving arm raises that warning's message."""
+    name = f"{threshold.split('_')[0]}_predictor"
+    params = {"surprise_threshold": 1e9, "stillness_threshold": 1e9, "scene_threshold": 1e9}
+    node = stack.start_node(
         "ami_ros.ros.predictor_node",
-        {
-            "surprise_threshold": 1e9,
-            "stillness_threshold": 1e-9,
-            "surprise_window": 2,
-            "diagnostics_period": 0.3,
-        },
-        "still_predictor",
-        ("--params-file", ROBOT, "-r", "__node:=still_predictor"),
+        params | {threshold: 1e-9, "surprise_window": 2, "diagnostics_period": 0.3},
+        name,
+        ("--params-file", ROBOT, "-r", f"__node:={name}"),
     )
     stack.diagnostics.clear()
 
     def warned():
         return any(
-            s.name.startswith("still_predictor")
-            and s.level == DiagnosticStatus.WARN
-            and "camera image" in s.message
+            s.name.startswith(name) and s.level == DiagnosticStatus.WARN and message in s.message
             for m in stack.diagnostics
             for s in m.status
         )
 
-    stack.ros.spin_until(warned, 20.0, "a frozen-camera warning")
-    assert still.stop() == 0
+    stack.ros.spin_until(warned, 20.0, f"a warning with {message!r}")
+    assert node.stop() == 0
 
 
 def test_bad_frames_are_dropped_with_a_reason_and_other_encodings_work(stack: Stack, start_node) -> None:

@@ -65,3 +65,31 @@ def test_forecasts_whose_instant_passed_are_dropped_and_bad_targets_ignored():
     assert f.observe(0.5, latent(1.0, np.zeros(2))) is None  # the 0.1 s forecast is stale: dropped
     f.forecast(np.zeros(2))
     assert f.observe(0.6, latent(1.0, np.zeros(2))) is not None
+
+
+def test_a_token_that_changes_where_the_forecast_expected_none_is_scene_surprise():
+    """The arm's motion, which the forecast expects, is discounted; an unforeseen change is not."""
+
+    class MovesFirstToken(CopyImage):
+        def step(self, history: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            nxt, q = super().step(history, action)
+            nxt[:, 0] += 2.0  # the model expects token 0 (the arm) to move by 2
+            return nxt, q
+
+    def observed(change: dict[int, float]) -> float:
+        f = Forecaster(MovesFirstToken(), period=0.1)
+        f.observe(0.0, latent(1.0, np.zeros(2)))
+        f.forecast(np.zeros(2))
+        z = latent(1.0, np.zeros(2))
+        for token, delta in change.items():
+            z[token] += delta
+        return f.observe(0.1, z).scene
+
+    as_forecast = observed({0: 2.0})
+    assert as_forecast == pytest.approx(0.0, abs=1e-9)
+    arm_off_by_one = observed({0: 1.0})  # the arm token missed its forecast by 1 of an expected 2
+    block_moved_by_one = observed({0: 2.0, 2: 1.0})  # the arm as forecast; token 2 moved unforeseen
+    # scene = the mean of the 3 largest (error / (expected change + 0.1)) of the 4 image tokens
+    assert arm_off_by_one == pytest.approx(1.0 / (4.0 + 0.1) / 3)
+    assert block_moved_by_one == pytest.approx(1.0 / 0.1 / 3)
+    assert block_moved_by_one > 10 * arm_off_by_one
