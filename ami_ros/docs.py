@@ -36,7 +36,10 @@ NODES = ("sim_node", "encoder_node", "predictor_node", "planner_node", "recorder
 """Node modules in ami_ros/ros/, in the order the reference lists them."""
 HEADLINE_SCORE = "surprise_w3"
 """The early-warning score the README shows: predictor_node's surprise, averaged over 3 ticks."""
-HEADLINE_FAULTS = {"block_knock": "scene_max2", "frozen_camera": "stillness_w3"}
+HEADLINE_FAULTS = {
+    "block_knock": ("knocked block", "scene_max2"),
+    "frozen_camera": ("frozen camera", "stillness_w3"),
+}
 """Faults the README shows with the score predictor_node warns of them by."""
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 LEVERS_BEGIN, LEVERS_END = "<!-- latency-levers:begin -->", "<!-- latency-levers:end -->"
@@ -385,11 +388,11 @@ def headline_rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
             figure = f"AUROC {min(aurocs):.2f}–{max(aurocs):.2f} over {len(aurocs)} fault kinds"
             what = f"early warning: surprise over 3 ticks (`{HEADLINE_SCORE}`)"
             rows.append((what, figure, f"[early warning]({_link('early-warning')})"))
-        for fault, score in HEADLINE_FAULTS.items():
+        for fault, (label, score) in HEADLINE_FAULTS.items():
             if score in faults.get(fault, {}):
                 f = faults[fault][score]
                 figure = f"AUROC {f['auroc']:.2f}, {_pct(f['flagged_within_1s'])} flagged within 1 s"
-                what = f"early warning: {fault.replace('_', ' ')} (`{score}`)"
+                what = f"early warning: {label} (`{score}`)"
                 rows.append((what, figure, f"[early warning]({_link('early-warning')})"))
     return rows
 
