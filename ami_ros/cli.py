@@ -229,7 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.task == "reach":
         privileged = cl.privileged_reach_policy(cfg, runtime.action_limits, args.seed)
         report["baselines"]["privileged_true_joint_state"] = cl.evaluate_policy(privileged, cfg)
-    elif args.privileged_push:
+    elif args.privileged_push or args.ablations:
         privileged = cl.privileged_push_policy(cfg, runtime.action_limits, args.seed)
         report["baselines"]["privileged_true_sim_state"] = cl.evaluate_policy(privileged, cfg)
     if args.json:
@@ -415,12 +415,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     ev.add_argument(
         "--privileged-push", action="store_true",
-        help="push: also run the privileged planner: the approach to the true goal pose, then CEM on a "
-        "copy of the simulator (slow: 0.4-0.9 s a tick)",
+        help="push: also run the privileged planner: the approach to the true goal pose, then CEM on the "
+        "true simulator state, every sample rolled out at once (--ablations runs it too)",
     )  # fmt: skip
     ev.add_argument(
         "--ablations", action="store_true",
-        help="also run the controller with the approach off and with the scene term off (same seeds)",
+        help="also run the controller with the approach off and with the scene term off (same seeds), "
+        "and for push the privileged planner",
     )  # fmt: skip
     ev.add_argument("--json", action="store_true", help="one JSON object on one line")
     ev.set_defaults(func=cmd_eval)

@@ -1,5 +1,5 @@
 """The embedded MuJoCo robot: a 4-joint arm, a pushable block and a camera (no ROS)."""
 
-from ami_ros.sim.robot import MJCF_PATH, URDF_PATH, ArmSim, Goal, SimState
+from ami_ros.sim.robot import MJCF_PATH, URDF_PATH, ArmRollouts, ArmSim, Goal, SimState
 
-__all__ = ["MJCF_PATH", "URDF_PATH", "ArmSim", "Goal", "SimState"]
+__all__ = ["MJCF_PATH", "URDF_PATH", "ArmRollouts", "ArmSim", "Goal", "SimState"]

@@ -15,6 +15,7 @@ import numpy as np
 # Headless rendering: EGL unless the caller chose a backend (osmesa, glfw) before importing us.
 os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco
+from mujoco import rollout
 
 from ami_ros.config import EMBEDDED_JOINTS, SimConfig
 
@@ -333,3 +334,61 @@ class ArmSim:
         r.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = int(self.config.shadows)
         r.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = int(self.config.shadows)
         return r.render()
+
+
+class ArmRollouts:
+    """Many command sequences rolled out at once from one state of the embedded robot, for a
+    planner that uses the simulator as its model (the privileged push baseline).
+
+    The rollouts run in MuJoCo's C thread pool (`mujoco.rollout`), with ArmSim's controller: each
+    control period the target is the measured joints plus the action, clamped to the joint limits,
+    and the reference moves towards it no faster than the velocity limits, one physics step at a
+    time. The physics steps at `physics_dt` (coarser than ArmSim's, for speed).
+    """
+
+    def __init__(self, physics_dt: float = 0.01, threads: int = 2) -> None:
+        spec = mujoco.MjSpec.from_file(str(MJCF_PATH))
+        spec.option.timestep = physics_dt
+        spec.add_sensor(
+            type=mujoco.mjtSensor.mjSENS_FRAMEPOS, objtype=mujoco.mjtObj.mjOBJ_SITE, objname="end_effector"
+        )
+        self.model = spec.compile()
+        self.physics_dt = physics_dt
+        self._datas = [mujoco.MjData(self.model) for _ in range(max(1, threads))]
+        self._arm = ArmSim()  # same layout: addresses, limits, and a state to start from
+        self._arm.model.opt.timestep = physics_dt
+        self._spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        self._start = np.zeros(mujoco.mj_stateSize(self.model, self._spec))
+
+    def run(
+        self, qpos: np.ndarray, block_pose: np.ndarray, actions: np.ndarray, period: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Roll out every sequence of `actions` (N, H, J) (joint deltas, rad, one per `period` s) from
+        the arm at rest at `qpos` with the block at `block_pose`.
+
+        Returns: block poses (N, H, 7) and end-effector positions (N, H, 3) after each period.
+        """
+        arm = self._arm
+        arm.set_state(qpos, block_pose)
+        mujoco.mj_getState(arm.model, arm.data, self._start, self._spec)
+        n, h, _ = actions.shape
+        states = np.tile(self._start, (n, 1))
+        reference = np.tile(arm.state().qpos, (n, 1))
+        max_delta = arm.velocity_limits * self.physics_dt
+        steps = max(1, round(period / self.physics_dt))
+        control = np.empty((n, steps, self.model.nu))
+        blocks, tips = np.empty((n, h, 7)), np.empty((n, h, 3))
+        qpos_at, block_at = 1 + arm._qadr, 1 + arm._block_qadr  # a state vector starts with the time
+        for t in range(h):
+            target = np.clip(states[:, qpos_at] + actions[:, t], arm.lower, arm.upper)
+            for j in range(steps):
+                reference += np.clip(target - reference, -max_delta, max_delta)
+                control[:, j, arm._aids] = reference
+            out, sensors = rollout.rollout(self.model, self._datas, states, control)
+            states = out[:, -1]
+            blocks[:, t] = states[:, block_at : block_at + 7]
+            tips[:, t] = sensors[:, -1]
+        return blocks, tips
+
+    def close(self) -> None:
+        self._arm.close()

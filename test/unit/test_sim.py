@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ami_ros.config import SimConfig
-from ami_ros.sim import ArmSim
+from ami_ros.sim import ArmRollouts, ArmSim
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,33 @@ def test_block_moves_when_pushed(sim):
     moved = sim.state().block_pose[:2] - block
     assert np.linalg.norm(moved) > 0.03
     assert moved @ direction > 0.03  # it moved the way it was pushed
+
+
+def test_batched_rollouts_match_the_sim_stepped_one_sequence_at_a_time():
+    """ArmRollouts (the privileged planner's model) is ArmSim's physics and controller, batched: the
+    same block and end effector after every period, a push that moves the block included."""
+    with ArmSim(SimConfig(task="push")) as sim:
+        sim.reset(100_003, "push")  # a start whose random commands sweep the block now and then
+        start = sim.state()
+        actions = np.random.default_rng(0).uniform(-0.15, 0.15, (32, 5, 4))
+        model = ArmSim(SimConfig(task="push"))
+        model.model.opt.timestep = model.physics_dt = 0.01
+        blocks, tips = [], []
+        for sequence in actions:
+            model.set_state(start.qpos, start.block_pose)
+            for a in sequence:
+                model.command(model.state().qpos + a)
+                model.advance(0.1)
+                blocks.append(model.state().block_pose)
+                tips.append(model.state().end_effector)
+        rollouts = ArmRollouts(physics_dt=0.01, threads=2)
+        batched_blocks, batched_tips = rollouts.run(start.qpos, start.block_pose, actions, 0.1)
+        rollouts.close()
+        model.close()
+    np.testing.assert_allclose(batched_blocks.reshape(-1, 7), blocks, atol=1e-5)
+    np.testing.assert_allclose(batched_tips.reshape(-1, 3), tips, atol=1e-5)
+    moved = np.linalg.norm(batched_blocks[:, -1, :2] - start.block_pose[:2], axis=1)
+    assert moved.max() > 0.01  # some sequences pushed the block: contact is part of what matched
 
 
 def test_render_shapes_and_goal_markers(sim):
