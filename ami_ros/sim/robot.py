@@ -355,8 +355,7 @@ class ArmRollouts:
         self.model = spec.compile()
         self.physics_dt = physics_dt
         self._datas = [mujoco.MjData(self.model) for _ in range(max(1, threads))]
-        self._arm = ArmSim()  # same layout: addresses, limits, and a state to start from
-        self._arm.model.opt.timestep = physics_dt
+        self._arm = ArmSim()  # the same layout: addresses, limits, and a state to start from
         self._spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
         self._start = np.zeros(mujoco.mj_stateSize(self.model, self._spec))
 
