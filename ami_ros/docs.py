@@ -343,6 +343,13 @@ def headline_rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
                 f"{_pct(r.get('false_reached_rate', 0.0))}; random actions "
                 f"{_pct(r['baselines']['random']['success_rate'])}"
             )
+            ablations = r.get("ablations", {})
+            off = next((a for name, a in ablations.items() if name.startswith("approach off")), None)
+            if off is not None:
+                figure += f"; approach off {_pct(off['success_rate'])}"
+            privileged = r["baselines"].get("privileged_true_sim_state")
+            if privileged is not None:
+                figure += f"; privileged planner on the true state {_pct(privileged['success_rate'])}"
             rows.append((f"{task}: closed-loop success from a goal image", figure, f"[eval]({_link(task)})"))
     if "eval_reach" in results:
         r = results["eval_reach"]["report"]
