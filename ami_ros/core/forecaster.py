@@ -82,7 +82,8 @@ class Forecaster:
     def __init__(self, model: StepModel, period: float, pending: int = 16) -> None:
         self.model, self.period = model, period
         self.latents = LatentHistory()
-        self._pending: deque[tuple[float, np.ndarray]] = deque(maxlen=pending)
+        # (instant, forecast latent, the latent it was forecast from), oldest first
+        self._pending: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=pending)
         self.forecasts = 0
 
     def observe(self, stamp: float, latent: np.ndarray) -> Surprise | None:
@@ -94,16 +95,16 @@ class Forecaster:
             self._pending.popleft()  # its instant passed without a latent close enough
         if not self._pending or abs(self._pending[0][0] - stamp) > tolerance:
             return None
-        _, forecast = self._pending.popleft()
+        _, forecast, source = self._pending.popleft()
         errors = np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1)
-        stillness = scene = 0.0
+        stillness = 0.0
         if previous is not None:
             nj = len(self.model.joint_limits)
             moved = np.max(np.abs(latent[-1, :nj] - previous[1][-1, :nj]) * self.model.joint_limits)
             change = float(np.mean((latent[:-1] - previous[1][:-1]) ** 2))
             stillness = float(moved / max(change, STILLNESS_FLOOR))
-            expected = np.mean((forecast[:-1] - previous[1][:-1]) ** 2, axis=1)
-            scene = float(np.sort(errors / (expected + SCENE_FLOOR))[-SCENE_TOKENS:].mean())
+        expected = np.mean((forecast[:-1] - source[:-1]) ** 2, axis=1)
+        scene = float(np.sort(errors / (expected + SCENE_FLOOR))[-SCENE_TOKENS:].mean())
         return Surprise(
             stamp=stamp,
             tokens=errors,
@@ -122,6 +123,6 @@ class Forecaster:
         limits, bound = self.model.joint_limits, self.model.action_limits
         action = np.clip(target - history[-1, -1, : len(limits)] * limits, -bound, bound)
         latent, _ = self.model.step(history[None], action[None].astype(np.float32))
-        self._pending.append((stamp + self.period, latent[0]))
+        self._pending.append((stamp + self.period, latent[0], history[-1]))
         self.forecasts += 1
         return stamp + self.period, latent[0]
