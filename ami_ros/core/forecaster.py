@@ -15,6 +15,7 @@ see).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import deque
 from typing import Protocol
 
@@ -50,10 +51,12 @@ class Surprise:
     """How far the joints moved since the previous latent (rad, largest joint) per unit of image-token
     change: a camera whose image stops changing while the arm moves scores high (a frozen camera)."""
     scene: float
-    """Change where the model expected none: each image token's forecast error over the change the
-    forecast itself made to it (plus `SCENE_FLOOR`), the mean of the `SCENE_TOKENS` largest. The
-    arm's tokens, which the forecast moves, are discounted by their expected motion; a token that
-    should have stayed and did not (a block moved by an unseen force) counts in full."""
+    """Change where the model expected none: each image token's forecast error over the change
+    expected there (plus `SCENE_FLOOR`), the mean of the `SCENE_TOKENS` largest. The change expected
+    is the larger of what the forecast itself changed in that token and what changed in its 3x3
+    neighbourhood between the two latents before (where the arm was already moving). The arm's
+    tokens are discounted by their motion; a token that should have stayed and did not (a block
+    moved by an unseen force) counts in full."""
 
     @property
     def image(self) -> float:
@@ -70,6 +73,14 @@ SCENE_TOKENS = 3
 """Tokens averaged in `Surprise.scene`: an object of a few pixels covers one to four tokens."""
 
 
+def neighbourhood_max(values: np.ndarray) -> np.ndarray:
+    """(N,) per-token values on the square token grid -> each token's largest over its 3x3
+    neighbourhood."""
+    g = math.isqrt(len(values))
+    grid = np.pad(values.reshape(g, g), 1)
+    return np.max([grid[a : a + g, b : b + g] for a in range(3) for b in range(3)], axis=0).ravel()
+
+
 class Forecaster:
     """Forecasts from the commands sent, scores the latents that arrive.
 
@@ -84,12 +95,17 @@ class Forecaster:
         self.latents = LatentHistory()
         # (instant, forecast latent, the latent it was forecast from), oldest first
         self._pending: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=pending)
+        self._last_change: np.ndarray | None = None  # (N,) per-token change between the last two latents
         self.forecasts = 0
 
     def observe(self, stamp: float, latent: np.ndarray) -> Surprise | None:
         """Add a latent (N+1, D); its surprise when a forecast was made for its instant, else None."""
         previous = self.latents.latest()
         self.latents.add(stamp, latent)
+        moving_before = self._last_change
+        change = None if previous is None else np.mean((latent[:-1] - previous[1][:-1]) ** 2, axis=1)
+        if change is not None:
+            self._last_change = change
         tolerance = self.period / 2
         while self._pending and self._pending[0][0] < stamp - tolerance:
             self._pending.popleft()  # its instant passed without a latent close enough
@@ -98,12 +114,13 @@ class Forecaster:
         _, forecast, source = self._pending.popleft()
         errors = np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1)
         stillness = 0.0
-        if previous is not None:
+        if previous is not None and change is not None:
             nj = len(self.model.joint_limits)
             moved = np.max(np.abs(latent[-1, :nj] - previous[1][-1, :nj]) * self.model.joint_limits)
-            change = float(np.mean((latent[:-1] - previous[1][:-1]) ** 2))
-            stillness = float(moved / max(change, STILLNESS_FLOOR))
+            stillness = float(moved / max(float(change.mean()), STILLNESS_FLOOR))
         expected = np.mean((forecast[:-1] - source[:-1]) ** 2, axis=1)
+        if moving_before is not None:
+            expected = np.maximum(expected, neighbourhood_max(moving_before))
         scene = float(np.sort(errors / (expected + SCENE_FLOOR))[-SCENE_TOKENS:].mean())
         return Surprise(
             stamp=stamp,

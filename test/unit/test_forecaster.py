@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ami_ros.core.forecaster import Forecaster
+from ami_ros.core.forecaster import Forecaster, neighbourhood_max
 
 LIMITS = np.array([2.0, 2.0], np.float32)
 
@@ -93,3 +93,28 @@ def test_a_token_that_changes_where_the_forecast_expected_none_is_scene_surprise
     assert arm_off_by_one == pytest.approx(1.0 / (4.0 + 0.1) / 3)
     assert block_moved_by_one == pytest.approx(1.0 / 0.1 / 3)
     assert block_moved_by_one > 10 * arm_off_by_one
+
+
+def test_a_token_that_keeps_changing_is_discounted_after_its_first_tick():
+    """Where the image was already changing (the arm moving through), change is expected: the second
+    tick of the same change scores as the arm does, not as a knock."""
+    f = Forecaster(CopyImage(), period=0.1)
+    q = np.zeros(2)
+    f.observe(0.0, latent(1.0, q))
+    scenes = []
+    for t, value in ((1, 2.0), (2, 3.0)):  # token 2 changes by 1 on both ticks, unforeseen
+        f.forecast(q)
+        z = latent(1.0, q)
+        z[2] = value
+        scenes.append(f.observe(0.1 * t, z).scene)
+    assert scenes[0] == pytest.approx(1.0 / 0.1 / 3)  # nothing changed before: a knock
+    assert scenes[1] == pytest.approx(1.0 / (1.0 + 0.1) / 3)  # it changed there a tick ago
+
+
+def test_neighbourhood_max_spreads_each_value_over_its_3x3_cells():
+    corner = np.zeros(9)
+    corner[0] = 1.0
+    np.testing.assert_array_equal(neighbourhood_max(corner).reshape(3, 3), [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+    centre = np.zeros(9)
+    centre[4] = 2.0
+    np.testing.assert_array_equal(neighbourhood_max(centre), np.full(9, 2.0))
