@@ -1005,7 +1005,7 @@ class PredictorNodeConfig:
     stillness_threshold: float = 300.0
     """WARN when every forecast of the window has joints moving this many rad per unit of image-token
     change (`Forecaster`'s stillness): the camera image stays the same while the arm moves."""
-    scene_threshold: float = 25.0
+    scene_threshold: float = 5.0
     """WARN for a window of forecasts after one whose scene surprise (`Forecaster`'s: image tokens that
     changed where the forecast expected none) exceeds this: something the model did not see moved
     (a knocked block). The default is above every normal tick of the early-warning benchmark on the

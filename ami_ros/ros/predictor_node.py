@@ -156,7 +156,7 @@ class PredictorNode(ManagedNode):
         elif moved:
             message = (
                 f"scene surprise {scene:.1f} above {c.scene_threshold}: the image changed where the model "
-                "expected no change (something it did not see moved)"
+                "expected no change (something it did not see moved, or the view changed)"
             )
         values = {
             "forecasts": self.forecaster.forecasts,
