@@ -241,8 +241,14 @@ def test_predictor_forecasts_the_commands_sent_and_reports_surprise(stack: Stack
     offsets = [min(abs(to_seconds(m.header.stamp) - 0.1 - s) for s in latent_stamps) for m in forecasts]
     assert sum(o < 1e-6 for o in offsets) >= len(offsets) / 2, offsets
     assert all(np.isfinite(m.data) and m.data >= 0 for m in surprise)
+    # The reset teleported arm and block, which the model did not see happen: a scene-surprise
+    # warning may stand for one window of forecasts (1 s) after it. Past that, the sim behaves as
+    # the model expects.
     status = stack.diagnostic("predictor_node")
-    assert status.level == DiagnosticStatus.OK, status.message  # the sim behaves as the model expects
+    assert status.level == DiagnosticStatus.OK or "scene surprise" in status.message, status.message
+    stack.ros.spin_for(1.5)
+    status = stack.diagnostic("predictor_node")
+    assert status.level == DiagnosticStatus.OK, status.message
 
 
 def test_sustained_surprise_raises_a_diagnostics_warning(stack: Stack) -> None:
