@@ -287,6 +287,7 @@ def test_the_frozen_camera_and_scene_warnings_are_reported(stack: Stack, thresho
         name,
         ("--params-file", ROBOT, "-r", f"__node:={name}"),
     )
+    stack.reset_sim()  # a new goal: the planner commands, so there are forecasts to score
     stack.diagnostics.clear()
 
     def warned():
