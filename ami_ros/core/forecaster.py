@@ -102,10 +102,13 @@ class Forecaster:
         """Add a latent (N+1, D); its surprise when a forecast was made for its instant, else None."""
         previous = self.latents.latest()
         self.latents.add(stamp, latent)
-        moving_before = self._last_change
-        change = None if previous is None else np.mean((latent[:-1] - previous[1][:-1]) ** 2, axis=1)
-        if change is not None:
+        moving_before, stillness = self._last_change, 0.0
+        if previous is not None:
+            change = np.mean((latent[:-1] - previous[1][:-1]) ** 2, axis=1)  # (N,)
             self._last_change = change
+            nj = len(self.model.joint_limits)
+            moved = np.max(np.abs(latent[-1, :nj] - previous[1][-1, :nj]) * self.model.joint_limits)
+            stillness = float(moved / max(float(change.mean()), STILLNESS_FLOOR))
         tolerance = self.period / 2
         while self._pending and self._pending[0][0] < stamp - tolerance:
             self._pending.popleft()  # its instant passed without a latent close enough
@@ -113,11 +116,6 @@ class Forecaster:
             return None
         _, forecast, source = self._pending.popleft()
         errors = np.mean((forecast[:-1] - latent[:-1]) ** 2, axis=1)
-        stillness = 0.0
-        if previous is not None and change is not None:
-            nj = len(self.model.joint_limits)
-            moved = np.max(np.abs(latent[-1, :nj] - previous[1][-1, :nj]) * self.model.joint_limits)
-            stillness = float(moved / max(float(change.mean()), STILLNESS_FLOOR))
         expected = np.mean((forecast[:-1] - source[:-1]) ** 2, axis=1)
         if moving_before is not None:
             expected = np.maximum(expected, neighbourhood_max(moving_before))
