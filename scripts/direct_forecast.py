@@ -9,7 +9,9 @@ of docs/history.md ("Direct forecasts and the tip's path"):
   path (closed at the start), `--gate-l1` penalises how far it opens;
 - `--tip`: the wrist's and tip's positions along the commanded path (forward kinematics of the
   robot's URDF: joint states and commands only) are projected onto the token grid by a learned
-  MLP and rendered as Gaussians, one map a step, into the trunk and the gate;
+  MLP and rendered as Gaussians, one map a step, into the trunk and the gate; `--points 7`
+  renders the whole arm's skeleton instead of the wrist and tip;
+- `--transport`: each cell may also take a learned mix of its 3 x 3 neighbours (gated);
 - `--hyp M`: M hypotheses trained winner-takes-all, the forecast is the one a head picks;
 - `--moved-weight`: samples weighted by how much their image tokens change.
 
@@ -21,7 +23,8 @@ one episode between which the block stays put (it cannot read the block from the
 `--load` scores a saved predictor and prints where its gate opens.
 
 Usage: python scripts/direct_forecast.py --ckpt runs/exp/vbj/checkpoint.pt --data runs/retrain2/data
-           [--tip 1] [--steps 8000] [--out runs/exp/direct/result.json]
+           [--tip 1] [--points 2] [--transport 0] [--hyp 1] [--gate-l1 0] [--moved-weight 0]
+           [--channels 48] [--steps 8000] [--out runs/exp/direct/result.json]
 """
 
 import argparse
@@ -45,7 +48,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--ckpt", default="runs/exp/vbj/checkpoint.pt")
 p.add_argument("--data", default="runs/retrain2/data")
 p.add_argument("--H", type=int, default=20)
-p.add_argument("--steps", type=int, default=3000)
+p.add_argument("--steps", type=int, default=8000)
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--lr", type=float, default=6e-4)
 p.add_argument("--channels", type=int, default=48)
