@@ -34,6 +34,7 @@ p.add_argument("--noise", type=float, default=0.0, help="median error (m) of the
 p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training episodes used")
 p.add_argument("--steps", type=int, default=6000)
 p.add_argument("--out", default="")
+p.add_argument("--save", default="", help="save each k's MLP and its normalisation here (torch)")
 args = p.parse_args()
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -69,6 +70,7 @@ def windows(episodes, k, noisy):
     return np.asarray(xs, np.float32), np.asarray(ys, np.float32), keep
 
 
+saved = {}
 res = {"args": vars(args), "train_episodes": len(train_eps), "val_episodes": len(val_eps)}
 for k in map(int, args.ks.split(",")):
     t0 = time.time()
@@ -103,7 +105,10 @@ for k in map(int, args.ks.split(",")):
             "copy_last_cm": round(100 * float(np.median(copy[m])), 2),
         }
     res[f"k{k}"] = row
+    saved[k] = {"state": net.state_dict(), "mu": mu, "sd": sd, "ys": ys}
     print(k, json.dumps(row), flush=True)
+if args.save:
+    torch.save(saved, args.save)
 if args.out:
     with open(args.out, "w") as fh:
         json.dump(res, fh, indent=1)
