@@ -14,17 +14,20 @@ latents, joint states and commands only:
 The forecast of the image tokens k frames ahead is z_t + R(s_t+k) - R(s_t): the last latent, with
 the scene's change rendered from the slot's move. Losses: the forecast against z_t+k (whitened
 change, as the other predictors), the slot forecast against the slot of z_t+k (stop-gradient), and
-the renderer's reconstruction of z_t. `--hyp M` trains M slot forecasts winner-takes-all and keeps a
-head that scores them (a contact that happens or not is not averaged); `--sample` then reads the
-block from the head's most likely forecast.
+the renderer's reconstruction of z_t (`--w-recon`). Options: `--features` beside the slot's grid
+position; `--encoder cnn` reads the slot with a CNN bottleneck instead of the soft-argmax;
+`--contact-gate 1` lets the slot move only where the tip's projected path comes near it (a learned
+reach); `--hyp M` trains M slot forecasts winner-takes-all with a head that picks one.
 
 Then, with simulator ground truth (for measuring only), the block's position read from the forecast
 5 and 20 frames ahead on held-out windows where it moves >= 1 cm or stays put (< 2 mm), against
 copy-last and the true latent (the `TokenProbe` of `evaluate.block_forecast`), and how well a linear
-map of the slot places the block (does the slot find the block?).
+map of the slot places the block (does the slot find the block?). The encoder of `--ckpt` is one
+trained with `train.variance_beyond_joints` (docs/history.md).
 
 Usage: python scripts/slot_forecast.py --ckpt runs/exp/vbj/checkpoint.pt --data runs/retrain2/data
-           [--features 4] [--hyp 1] [--steps 6000] [--out runs/exp/slot/result.json]
+           [--features 4] [--w-recon 0.1] [--encoder argmax] [--contact-gate 0] [--hyp 1]
+           [--steps 6000] [--threads 2] [--out runs/exp/slot/result.json]
 """
 
 import argparse

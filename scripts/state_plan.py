@@ -14,13 +14,15 @@ forecast block's distance to the goal's at the end of the plan), on the closed-l
   chunked commands, rolled out by the simulator) from `--states` start states of push episodes
   (seeds from 400,000), 70% of them after driving the tip towards a random point near the block.
   `--gate` multiplies the displacement by a learned function of how near the path comes to the
-  block; with an ensemble, the cost adds `--disagreement` x the members' spread (model-based RL's
-  guard against a search that finds where the model is wrong).
+  block; `--yaw` also gives the block's heading; `--width` and `--depth` size the MLPs; with an
+  ensemble, the cost adds `--disagreement` x the members' spread (model-based RL's guard against a
+  search that finds where the model is wrong). The samples are cached under `--cache`.
 
 Simulator ground truth is this experiment's input by design; no model of the project sees it.
 
-Usage: python scripts/state_plan.py [--model learned|sim] [--gate 1] [--ensemble 1]
-           [--disagreement 0] [--episodes 20] [--seed 300000]
+Usage: python scripts/state_plan.py [--model learned|sim] [--states 1500] [--gate 1] [--yaw 1]
+           [--ensemble 1] [--disagreement 0] [--width 256] [--depth 2] [--steps 6000]
+           [--episodes 20] [--seed 300000] [--out runs/exp/state_plan/result.json]
 """
 
 import argparse
@@ -54,9 +56,12 @@ p.add_argument("--model", default="learned", choices=("learned", "sim"))
 p.add_argument("--states", type=int, default=1500, help="start states of the learned model's samples")
 p.add_argument("--per-state", type=int, default=64)
 p.add_argument("--gate", type=int, default=0)
+p.add_argument("--yaw", type=int, default=0, help="the model is also told the block's heading")
 p.add_argument("--ensemble", type=int, default=1)
 p.add_argument("--disagreement", type=float, default=0.0)
 p.add_argument("--steps", type=int, default=6000)
+p.add_argument("--width", type=int, default=256)
+p.add_argument("--depth", type=int, default=2, help="hidden layers of the learned model")
 p.add_argument("--episodes", type=int, default=20)
 p.add_argument("--seed", type=int, default=300_000)
 p.add_argument("--samples", type=int, default=128)
@@ -65,9 +70,10 @@ p.add_argument("--elites", type=int, default=12)
 p.add_argument("--chunks", type=int, default=4)
 p.add_argument("--chunk", type=int, default=5)
 p.add_argument("--cache", default="runs/exp/state_plan")
+p.add_argument("--threads", type=int, default=1)
 p.add_argument("--out", default="")
 args = p.parse_args()
-torch.set_num_threads(1)
+torch.set_num_threads(args.threads)
 
 mc = load_yaml("config/train.yaml", TrainRunConfig).model
 lim, alim = np.asarray(mc.joint_limits, np.float32), np.asarray(mc.action_limits, np.float32)
@@ -76,13 +82,16 @@ chain = Chain("sim/assets/tabletop_arm.urdf", "end_effector", mc.joint_names)
 rng = np.random.default_rng(1)
 
 
-def features(b: np.ndarray, tips: np.ndarray) -> np.ndarray:
-    """The block (2,) and the wrist's and tip's paths (n, hor+1, 2, 3) relative to it -> (n, F)."""
-    rel = tips.copy()
+def features(pose: np.ndarray, tips: np.ndarray) -> np.ndarray:
+    """The block's pose (7,) and the wrist's and tip's paths (n, hor+1, 2, 3) relative to it -> (n, F):
+    its position, the paths, and with `--yaw` its heading (cos, sin of 4 x yaw: a square's symmetry)."""
+    b, rel = pose[:2], tips.copy()
     rel[..., :2] -= b
-    return np.concatenate([np.broadcast_to(b, (len(tips), 2)), rel.reshape(len(tips), -1)], 1).astype(
-        np.float32
-    )
+    cols = [np.broadcast_to(b, (len(tips), 2)), rel.reshape(len(tips), -1)]
+    if args.yaw:
+        yaw = 2 * np.arctan2(pose[6], pose[3])  # MuJoCo's quaternion is (w, x, y, z)
+        cols.append(np.broadcast_to([np.cos(4 * yaw), np.sin(4 * yaw)], (len(tips), 2)))
+    return np.concatenate(cols, 1).astype(np.float32)
 
 
 def random_plans(r: np.random.Generator, mean: np.ndarray, std: np.ndarray, n: int) -> np.ndarray:
@@ -91,7 +100,8 @@ def random_plans(r: np.random.Generator, mean: np.ndarray, std: np.ndarray, n: i
 
 def samples() -> tuple[np.ndarray, np.ndarray]:
     """(features, block displacement) of the search's kind of samples, cached."""
-    path = Path(args.cache) / f"samples_{args.states}x{args.per_state}_{args.chunks}x{args.chunk}.npz"
+    yaw = "_yaw" if args.yaw else ""
+    path = Path(args.cache) / f"samples_{args.states}x{args.per_state}_{args.chunks}x{args.chunk}{yaw}.npz"
     if path.is_file():
         d = np.load(path)
         return d["x"], d["y"]
@@ -114,7 +124,7 @@ def samples() -> tuple[np.ndarray, np.ndarray]:
             acts = np.repeat(plans, args.chunk, axis=1)
             tips = tip_path(chain, np.broadcast_to(st.qpos, (len(acts), nj)), acts, hor, lim)
             blocks, _ = roll.run(st.qpos, st.block_pose, acts, 0.1)
-            xs.append(features(st.block_pose[:2], tips))
+            xs.append(features(st.block_pose, tips))
             ys.append((blocks[:, -1, :2] - st.block_pose[:2]).astype(np.float32))
     x, y = np.concatenate(xs), np.concatenate(ys)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,15 +137,23 @@ def samples() -> tuple[np.ndarray, np.ndarray]:
 class BlockModel(nn.Module):
     def __init__(self, n: int, gate: bool):
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(n, 256), nn.GELU(), nn.Linear(256, 256), nn.GELU(), nn.Linear(256, 2)
-        )
+        w, layers = args.width, [nn.Linear(n, args.width), nn.GELU()]
+        for _ in range(args.depth - 1):
+            layers += [nn.Linear(w, w), nn.GELU()]
+        self.mlp = nn.Sequential(*layers, nn.Linear(w, 2))
         self.gate = nn.Parameter(torch.tensor([0.06, 4.0])) if gate else None  # reach (m), log sharpness
 
     def forward(self, xn: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         out = self.mlp(xn)
         if self.gate is not None:
-            near = x[:, 2:].view(len(x), hor + 1, 2, 3)[..., :2].norm(dim=-1).flatten(1).min(1).values
+            near = (
+                x[:, 2 : 2 + (hor + 1) * 6]
+                .reshape(len(x), hor + 1, 2, 3)[..., :2]
+                .norm(dim=-1)
+                .flatten(1)
+                .min(1)
+                .values
+            )
             out = out * torch.sigmoid(torch.exp(self.gate[1]) * (self.gate[0] - near))[:, None]
         return out
 
@@ -198,7 +216,7 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
                 cost = np.linalg.norm(blocks[:, -1, :2] - goal, axis=1)
             else:
                 tips = tip_path(chain, np.broadcast_to(s.qpos, (len(acts), nj)), acts, hor, lim)
-                ends = s.block_pose[:2] + predict(features(s.block_pose[:2], tips))  # (M, n, 2)
+                ends = s.block_pose[:2] + predict(features(s.block_pose, tips))  # (M, n, 2)
                 cost = np.linalg.norm(ends.mean(0) - goal, axis=1)
                 if args.disagreement and len(ends) > 1:
                     cost = cost + args.disagreement * np.linalg.norm(ends.std(0), axis=1)
