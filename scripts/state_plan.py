@@ -16,16 +16,19 @@ forecast block's distance to the goal's at the end of the plan), on the closed-l
   `--gate` multiplies the displacement by a learned function of how near the path comes to the
   block; `--yaw` also gives the block's heading; `--width` and `--depth` size the MLPs; with an
   ensemble, the cost adds `--disagreement` x the members' spread (model-based RL's guard against a
-  search that finds where the model is wrong). The samples are cached under `--cache`.
+  search that finds where the model is wrong). The samples are cached under `--cache`. `--noise`
+  blurs the block position the learned model is given, each tick anew, to a perception's median
+  error (one closed loop per value).
 
 Simulator ground truth is this experiment's input by design; no model of the project sees it.
 
 Usage: python scripts/state_plan.py [--model learned|sim] [--states 1500] [--gate 1] [--yaw 1]
            [--ensemble 1] [--disagreement 0] [--width 256] [--depth 2] [--steps 6000]
-           [--episodes 20] [--seed 300000] [--out runs/exp/state_plan/result.json]
+           [--noise 0,0.01] [--episodes 20] [--seed 300000] [--out runs/exp/state_plan/result.json]
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -71,6 +74,7 @@ p.add_argument("--chunks", type=int, default=4)
 p.add_argument("--chunk", type=int, default=5)
 p.add_argument("--cache", default="runs/exp/state_plan")
 p.add_argument("--threads", type=int, default=1)
+p.add_argument("--noise", default="0", help="comma-separated median errors (m) of the block position given")
 p.add_argument("--out", default="")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
@@ -206,6 +210,9 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
 
     def act(sim: ArmSim) -> np.ndarray:
         s = sim.state()
+        if sigma > 0:  # the block as a perception of the given median error sees it, each tick anew
+            s = dataclasses.replace(s, block_pose=s.block_pose.copy())
+            s.block_pose[:2] += r.normal(0, sigma, 2)
         mean, std = state["mean"], np.broadcast_to(0.5 * alim, state["mean"].shape).copy()
         for _ in range(args.iters):
             plans = random_plans(r, mean, std, args.samples)
@@ -228,20 +235,20 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
     return cl._filtered(ecfg, act)
 
 
-t0 = time.time()
-report = cl.evaluate_policy(make, ecfg, desc="state plan")
-res |= {
-    k: report[k]
-    for k in (
+for noise in map(float, args.noise.split(",")):
+    sigma = noise / np.sqrt(2 * np.log(2))  # a 2-D Gaussian's median norm is 1.177 sigma
+    t0 = time.time()
+    report = cl.evaluate_policy(make, ecfg, desc="state plan")
+    keys = (
         "success_rate",
         "success_rate_any_step",
         "mean_start_distance_m",
         "mean_final_distance_m",
         "tick_ms_p50",
     )
-}
-res["wall_s"] = round(time.time() - t0, 1)
-print(json.dumps({k: v for k, v in res.items() if k != "args"}), flush=True)
+    run = {k: report[k] for k in keys} | {"wall_s": round(time.time() - t0, 1)}
+    res[f"noise_{noise}"] = run
+    print(f"block given with median error {noise} m:", json.dumps(run), flush=True)
 if args.out:
     with open(args.out, "w") as fh:
         json.dump(res, fh, indent=1)
