@@ -58,6 +58,35 @@ def tip_path(chain: Chain, q: np.ndarray, acts: np.ndarray, k: int, lim: np.ndar
     return pts.reshape(*path.shape[:-1], 2, 3).astype(np.float32)
 
 
+def random_plans(
+    rng: np.random.Generator, mean: np.ndarray, std: np.ndarray, n: int, limit: np.ndarray
+) -> np.ndarray:
+    """n plans (n, chunks, J) drawn around `mean` with `std`, clipped to the action bounds `limit`."""
+    return np.clip(mean + std * rng.standard_normal((n, *mean.shape)), -limit, limit).astype(np.float32)
+
+
+def chunked_cem(
+    cost,
+    mean: np.ndarray,
+    limit: np.ndarray,
+    rng: np.random.Generator,
+    samples: int,
+    iterations: int,
+    elites: int,
+    std: float = 0.5,
+) -> np.ndarray:
+    """The slot and state planners' search: CEM over plans of chunks of equal commands (chunks, J),
+    the incumbent and standing still always among the samples; `cost` maps (n, chunks, J) plans to
+    (n,) costs. Returns the refitted mean: its first row is the command, the whole the next warm start."""
+    spread = np.broadcast_to(std * limit, mean.shape).copy()
+    for _ in range(iterations):
+        plans = random_plans(rng, mean, spread, samples, limit)
+        plans[0], plans[1] = mean, 0.0
+        best = plans[np.argsort(cost(plans))[:elites]]
+        mean, spread = best.mean(0), np.maximum(best.std(0), 0.05 * limit)
+    return mean
+
+
 class SlotForecast(nn.Module):
     """Slot, renderer and slot dynamics over (N, D) image tokens on a G x G grid (normalised)."""
 

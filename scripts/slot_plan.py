@@ -29,7 +29,7 @@ from ami_ros.eval import closed_loop as cl
 from ami_ros.world_model.train import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slot_forecast import SlotForecast, tip_path
+from slot_forecast import SlotForecast, chunked_cem, tip_path
 
 p = argparse.ArgumentParser()
 p.add_argument("--ckpt", default="runs/exp/vbj/checkpoint.pt")
@@ -98,13 +98,9 @@ def make(sim, seed):
         state["prev"] = s1
         q = sim.state().qpos.astype(np.float32)
         n = args.samples
-        mean, std = state["mean"], np.broadcast_to(args.std * alim, state["mean"].shape).copy()
-        for _ in range(args.iters):
-            samples = np.clip(mean + std * rng.standard_normal((n, *mean.shape)), -alim, alim).astype(
-                np.float32
-            )
-            samples[0], samples[1] = mean, 0.0
-            acts = np.repeat(samples, args.chunk, axis=1)  # (n, hor, J)
+
+        def cost(plans: np.ndarray) -> np.ndarray:
+            acts = np.repeat(plans, args.chunk, axis=1)  # (n, hor, J)
             tips = np.concatenate([tip_path(chain, np.broadcast_to(q, (n, nj)), acts, k, lim) for k in ks])
             m = len(ks) * n
             hyps, logits = net.step(
@@ -112,11 +108,12 @@ def make(sim, seed):
                 torch.from_numpy(np.broadcast_to(q, (m, nj)).copy()),
             )  # fmt: skip
             best = hyps[torch.arange(m), logits.argmax(1)].view(len(ks), n, -1)
-            cost = (best[..., :2] - goal[:2]).norm(dim=-1).sum(0)
+            c = (best[..., :2] - goal[:2]).norm(dim=-1).sum(0)
             if args.w_feat:
-                cost = cost + args.w_feat * (best[..., 2:] - goal[2:]).norm(dim=-1).sum(0)
-            elites = samples[np.argsort(cost.numpy())[: args.elites]]
-            mean, std = elites.mean(0), np.maximum(elites.std(0), 0.05 * alim)
+                c = c + args.w_feat * (best[..., 2:] - goal[2:]).norm(dim=-1).sum(0)
+            return c.numpy()
+
+        mean = chunked_cem(cost, state["mean"], alim, rng, n, args.iters, args.elites, args.std)
         state["mean"] = mean
         return mean[0]
 

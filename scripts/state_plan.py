@@ -52,7 +52,7 @@ from ami_ros.eval import closed_loop as cl
 from ami_ros.sim import ArmRollouts, ArmSim
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slot_forecast import tip_path
+from slot_forecast import chunked_cem, random_plans, tip_path
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="learned", choices=("learned", "sim"))
@@ -98,10 +98,6 @@ def features(pose: np.ndarray, tips: np.ndarray) -> np.ndarray:
     return np.concatenate(cols, 1).astype(np.float32)
 
 
-def random_plans(r: np.random.Generator, mean: np.ndarray, std: np.ndarray, n: int) -> np.ndarray:
-    return np.clip(mean + std * r.standard_normal((n, *mean.shape)), -alim, alim).astype(np.float32)
-
-
 def samples() -> tuple[np.ndarray, np.ndarray]:
     """(features, block displacement) of the search's kind of samples, cached."""
     yaw = "_yaw" if args.yaw else ""
@@ -124,7 +120,9 @@ def samples() -> tuple[np.ndarray, np.ndarray]:
                         sim.command(q + np.clip(qt - q, -alim, alim))
                         sim.advance(0.1)
             st = sim.state()
-            plans = random_plans(rng, np.zeros((args.chunks, nj), np.float32), 0.5 * alim, args.per_state)
+            plans = random_plans(
+                rng, np.zeros((args.chunks, nj), np.float32), 0.5 * alim, args.per_state, alim
+            )
             acts = np.repeat(plans, args.chunk, axis=1)
             tips = tip_path(chain, np.broadcast_to(st.qpos, (len(acts), nj)), acts, hor, lim)
             blocks, _ = roll.run(st.qpos, st.block_pose, acts, 0.1)
@@ -213,22 +211,20 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
         if sigma > 0:  # the block as a perception of the given median error sees it, each tick anew
             s = dataclasses.replace(s, block_pose=s.block_pose.copy())
             s.block_pose[:2] += r.normal(0, sigma, 2)
-        mean, std = state["mean"], np.broadcast_to(0.5 * alim, state["mean"].shape).copy()
-        for _ in range(args.iters):
-            plans = random_plans(r, mean, std, args.samples)
-            plans[0], plans[1] = mean, 0.0
+
+        def cost(plans: np.ndarray) -> np.ndarray:
             acts = np.repeat(plans, args.chunk, axis=1)
             if args.model == "sim":
                 blocks, _ = roll.run(s.qpos, s.block_pose, acts, ecfg.control_period)
-                cost = np.linalg.norm(blocks[:, -1, :2] - goal, axis=1)
-            else:
-                tips = tip_path(chain, np.broadcast_to(s.qpos, (len(acts), nj)), acts, hor, lim)
-                ends = s.block_pose[:2] + predict(features(s.block_pose, tips))  # (M, n, 2)
-                cost = np.linalg.norm(ends.mean(0) - goal, axis=1)
-                if args.disagreement and len(ends) > 1:
-                    cost = cost + args.disagreement * np.linalg.norm(ends.std(0), axis=1)
-            elites = plans[np.argsort(cost)[: args.elites]]
-            mean, std = elites.mean(0), np.maximum(elites.std(0), 0.05 * alim)
+                return np.linalg.norm(blocks[:, -1, :2] - goal, axis=1)
+            tips = tip_path(chain, np.broadcast_to(s.qpos, (len(acts), nj)), acts, hor, lim)
+            ends = s.block_pose[:2] + predict(features(s.block_pose, tips))  # (M, n, 2)
+            c = np.linalg.norm(ends.mean(0) - goal, axis=1)
+            if args.disagreement and len(ends) > 1:
+                c = c + args.disagreement * np.linalg.norm(ends.std(0), axis=1)
+            return c
+
+        mean = chunked_cem(cost, state["mean"], alim, r, args.samples, args.iters, args.elites)
         state["mean"] = mean
         return mean[0]
 
