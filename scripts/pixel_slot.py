@@ -1,0 +1,273 @@
+"""Does the camera place the block to a centimetre, beyond what the joints explain? An experiment,
+not in the package.
+
+From the recordings' frames and joint states only, it learns what the arm looks like: a static
+background (a learned image) and, over it, an arm layer (colour and opacity) rendered from the
+joint states by a small decoder. What the joints explain is that composite; the rest of the frame
+is the scene. Its **pixel slot** is where that remainder is strongest (outside the arm layer): the
+centroid of the squared residual around its peak, in pixels. Nothing here is told what the block
+looks like, where the table is, or that there is one object.
+
+Then, like `contact_ceiling.py` but from the slot instead of the block's true position: an MLP
+from the slot, its last step and the wrist's and tip's path along the commanded joints (forward
+kinematics of the robot's URDF; a learned map takes the slot towards the robot's frame so that the
+path can be given relative to it) forecasts the slot k frames ahead.
+
+Simulator ground truth is used for measuring only: a homography from the slot to the block's true
+position, fitted on the training frames, reads the slot (and the forecast slot) in metres; the
+forecast is scored like the other block forecasts (median error on held-out windows where the block
+moves >= 1 cm or stays put, < 2 mm), against copy-last of the slot and against copy-last of the
+block's true position.
+
+Usage: python scripts/pixel_slot.py --data runs/retrain2/data [--size 64] [--renderer-steps 3000]
+           [--steps 6000] [--out runs/exp/pixel_slot]
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ami_ros.cli import read_training_episodes
+from ami_ros.config import TrainRunConfig, load_yaml
+from ami_ros.core.kinematics import Chain
+from ami_ros.world_model.data import split_episodes
+
+
+def chw(frames: np.ndarray) -> np.ndarray:
+    """uint8 frames as (T, 3, S, S)."""
+    return frames if frames.shape[1] == 3 else frames.transpose(0, 3, 1, 2)
+
+
+class ArmLayer(nn.Module):
+    """What the joints explain: a learned background with an arm layer rendered from the joints."""
+
+    def __init__(self, joints: int, size: int, background: torch.Tensor) -> None:
+        super().__init__()
+        self.background = nn.Parameter(background.clone())
+        self.size = size
+        self.fc = nn.Sequential(nn.Linear(2 * joints, 256), nn.GELU(), nn.Linear(256, 64 * 8 * 8), nn.GELU())
+        layers: list[nn.Module] = []
+        ch, s = 64, 8
+        while s < size:
+            nxt = max(16, ch // 2)
+            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(ch, nxt, 3, padding=1), nn.GELU()]
+            ch, s = nxt, s * 2
+        self.up = nn.Sequential(*layers, nn.Conv2d(ch, 4, 3, padding=1))
+
+    def forward(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.up(self.fc(torch.cat([torch.sin(q), torch.cos(q)], -1)).view(-1, 64, 8, 8))
+        alpha = torch.sigmoid(h[:, :1])
+        return self.background * (1 - alpha) + alpha * torch.sigmoid(h[:, 1:]), alpha
+
+
+@torch.no_grad()
+def residual(arm: ArmLayer, frames: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """(T, S, S): the squared residual of the frames against what the joints explain, outside the arm."""
+    img = torch.from_numpy(chw(frames)).float() / 255
+    pred, alpha = arm(torch.from_numpy(np.asarray(joints, np.float32)))
+    return (((img - pred) ** 2).sum(1) * (1 - alpha[:, 0]) ** 2).numpy()
+
+
+def peak_centroid(e: np.ndarray, window: int) -> np.ndarray:
+    """(T, 2) pixel (x, y): the peak of each (3 x 3 smoothed) residual map, refined to the centroid
+    of the residual above the window's floor around it."""
+    t_, s, _ = e.shape
+    smooth = nn.functional.avg_pool2d(torch.from_numpy(e)[:, None], 3, 1, 1)[:, 0].numpy()
+    flat = smooth.reshape(t_, -1).argmax(1)
+    r, c = np.divmod(flat, s)
+    out = np.zeros((t_, 2), np.float32)
+    for t in range(t_):
+        r0, r1 = max(0, r[t] - window), min(s, r[t] + window + 1)
+        c0, c1 = max(0, c[t] - window), min(s, c[t] + window + 1)
+        win = e[t, r0:r1, c0:c1]
+        win = np.maximum(win - win.min(), 0) + 1e-12
+        yy, xx = np.mgrid[r0:r1, c0:c1]
+        out[t] = (xx * win).sum() / win.sum(), (yy * win).sum() / win.sum()
+    return out
+
+
+def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares (DLT) 3 x 3 map from pixel points to plane points."""
+    rows = []
+    for (x, y), (u, v) in zip(src, dst, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
+    return np.linalg.svd(np.asarray(rows), full_matrices=False)[2][-1].reshape(3, 3)
+
+
+def apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    ph = np.concatenate([pts, np.ones((*pts.shape[:-1], 1))], -1) @ h.T
+    return ph[..., :2] / ph[..., 2:]
+
+
+class SlotDynamics(nn.Module):
+    """The slot's move from the slot, its last step and the path given relative to the slot."""
+
+    def __init__(self, k: int, width: int) -> None:
+        super().__init__()
+        self.plane = nn.Sequential(nn.Linear(2, 64), nn.GELU(), nn.Linear(64, 2))
+        n = 4 + 2 + (k + 1) * 2 * 3 + (k + 1) * 2 * 2
+        self.net = nn.Sequential(
+            nn.Linear(n, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
+            nn.Linear(width, width), nn.GELU(), nn.Linear(width, 2),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+        at = self.plane(x[:, :2])
+        rel = path[..., :2] - at[:, None, None, :]
+        return self.net(torch.cat([x, at, path.flatten(1), rel.flatten(1)], -1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default="runs/retrain2/data")
+    p.add_argument("--config", default="config/train.yaml")
+    p.add_argument("--urdf", default="sim/assets/tabletop_arm.urdf")
+    p.add_argument("--size", type=int, default=64, help="frame size the slot is read at (px)")
+    p.add_argument("--renderer-steps", type=int, default=3000)
+    p.add_argument("--window", type=int, default=2, help="half-width of the centroid window (px)")
+    p.add_argument("--ks", default="5,20")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--width", type=int, default=256)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="runs/exp/pixel_slot")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    cfg = load_yaml(args.config, TrainRunConfig)
+    mc = cfg.model
+    t0 = time.time()
+    eps = read_training_episodes(args.data, args.size, cfg.data)
+    train_eps, val_eps = split_episodes(eps, cfg.train.val_fraction, cfg.train.seed)
+    print(f"{len(train_eps)} training / {len(val_eps)} held-out episodes read in {time.time() - t0:.0f} s")
+    chain = Chain(args.urdf, "end_effector", mc.joint_names)
+    lim = np.asarray(mc.joint_limits)
+
+    def stack(episodes: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([chw(e["frames"]) for e in episodes]), np.concatenate(
+            [e["joints"] for e in episodes]
+        )
+
+    frames, joints = stack(train_eps)
+    renderer_path = out / f"renderer_{args.size}.pt"
+    background = torch.from_numpy(
+        np.median(frames[:: max(1, len(frames) // 4000)], 0).astype(np.float32) / 255
+    )
+    arm = ArmLayer(joints.shape[1], args.size, background)
+    if renderer_path.exists():
+        arm.load_state_dict(torch.load(renderer_path))
+        print(f"renderer loaded from {renderer_path}")
+    else:
+        t0 = time.time()
+        opt = torch.optim.AdamW(arm.parameters(), 2e-3, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=args.renderer_steps)
+        for step in range(args.renderer_steps):
+            i = rng.integers(len(frames), size=64)
+            img = torch.from_numpy(frames[i]).float() / 255
+            pred, _ = arm(torch.from_numpy(joints[i]).float())
+            loss = nn.functional.mse_loss(pred, img)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if step % 500 == 0 or step == args.renderer_steps - 1:
+                print(f"renderer step {step} mse {loss.item():.5f} ({time.time() - t0:.0f} s)", flush=True)
+        torch.save(arm.state_dict(), renderer_path)
+
+    t0 = time.time()
+    for ep in eps:
+        ep["slot"] = peak_centroid(residual(arm, ep["frames"], ep["joints"]), args.window)
+    print(f"slots of {sum(len(e['slot']) for e in eps)} frames in {time.time() - t0:.0f} s")
+
+    # Measuring only: the block's true position against the slot.
+    tr_slot = np.concatenate([e["slot"] for e in train_eps])
+    tr_block = np.concatenate([e["block_xy"] for e in train_eps])
+    hmap = homography(tr_slot, tr_block)
+    inl = np.linalg.norm(apply(hmap, tr_slot) - tr_block, axis=1) < 0.03  # refit without the misses
+    hmap = homography(tr_slot[inl], tr_block[inl])
+    va_slot = np.concatenate([e["slot"] for e in val_eps])
+    va_block = np.concatenate([e["block_xy"] for e in val_eps])
+    place = np.linalg.norm(apply(hmap, va_slot) - va_block, axis=1)
+    res: dict = {
+        "args": vars(args),
+        "slot_places_block_cm": {
+            "median": round(100 * float(np.median(place)), 2),
+            "p90": round(100 * float(np.percentile(place, 90)), 2),
+            "over_3cm": round(float((place > 0.03).mean()), 4),
+        },
+    }
+    print("slot places the block (held-out frames):", json.dumps(res["slot_places_block_cm"]), flush=True)
+
+    def windows(episodes: list[dict], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+        """Slot features, the path (k+1, 2, 3) of wrist and tip, the slot's move k frames ahead; and the
+        true block now / k ahead with the slot, for scoring."""
+        xs, paths, ys, keep = [], [], [], []
+        for ep in episodes:
+            s, b, q, a = ep["slot"], ep["block_xy"], ep["joints"], ep["actions"]
+            for t in range(1, len(s) - k):
+                path = np.clip(
+                    q[t] + np.concatenate([np.zeros((1, len(lim))), np.cumsum(a[t : t + k], 0)]), -lim, lim
+                )
+                paths.append(chain.skeleton(path)[:, -2:])
+                xs.append(np.concatenate([s[t], s[t] - s[t - 1]]))
+                ys.append(s[t + k] - s[t])
+                keep.append((s[t], b[t], b[t + k]))
+        return np.asarray(xs, np.float32), np.asarray(paths, np.float32), np.asarray(ys, np.float32), keep
+
+    for k in map(int, args.ks.split(",")):
+        t0 = time.time()
+        x, path, y, _ = windows(train_eps, k)
+        xv, pathv, _, keep = windows(val_eps, k)
+        mu, sd = x.mean(0), x.std(0) + 1e-6
+        pmu, psd = path.mean((0, 1, 2)), path.std((0, 1, 2)) + 1e-6
+        ys = y.std(0) + 1e-6
+        net = SlotDynamics(k, args.width)
+        opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=args.steps)
+        xt, pt, yt = (
+            torch.from_numpy((x - mu) / sd),
+            torch.from_numpy((path - pmu) / psd),
+            torch.from_numpy(y / ys),
+        )
+        for _ in range(args.steps):
+            i = torch.from_numpy(rng.integers(len(xt), size=512))
+            loss = nn.functional.mse_loss(net(xt[i], pt[i]), yt[i])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():
+            pred = net(torch.from_numpy((xv - mu) / sd), torch.from_numpy((pathv - pmu) / psd)).numpy() * ys
+        slot_now, now, fut = (np.stack(c) for c in zip(*keep, strict=True))
+        moved = np.linalg.norm(fut - now, axis=1)
+        err = np.linalg.norm(apply(hmap, slot_now + pred) - fut, axis=1)
+        copy = np.linalg.norm(apply(hmap, slot_now) - fut, axis=1)
+        true_copy = np.linalg.norm(now - fut, axis=1)
+        row: dict = {"train_windows": len(x), "s": round(time.time() - t0, 1)}
+        for name, m in (("moves", moved >= 0.01), ("still", moved < 0.002)):
+            row[name] = {
+                "windows": int(m.sum()),
+                "forecast_cm": round(100 * float(np.median(err[m])), 2),
+                "copy_last_slot_cm": round(100 * float(np.median(copy[m])), 2),
+                "copy_last_true_cm": round(100 * float(np.median(true_copy[m])), 2),
+            }
+        res[f"k{k}"] = row
+        torch.save(
+            {"state": net.state_dict(), "mu": mu, "sd": sd, "pmu": pmu, "psd": psd, "ys": ys},
+            out / f"dyn_k{k}.pt",
+        )
+        print(k, json.dumps(row), flush=True)
+    (out / "result.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
