@@ -60,6 +60,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         "compression": args.compression,
         "jobs": args.jobs,
         "demo_fraction": args.demo_fraction,
+        "probe_fraction": args.probe_fraction,
     }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.image_size is not None:
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--compression", choices=("zstd", "lz4", "none"))
     collect.add_argument("--jobs", type=int, help="worker processes recording shards in parallel")
     collect.add_argument("--demo-fraction", type=float, help="fraction of goal-directed push demonstrations")
+    collect.add_argument(
+        "--probe-fraction", type=float, help="fraction of probes of the block (chunked random steps)"
+    )
     collect.add_argument("--out", help="output folder (default: a new run folder under --output)")
     collect.add_argument("--output", default="runs")
     collect.set_defaults(func=cmd_collect)

@@ -335,8 +335,17 @@ class CollectConfig:
     push_fraction: float = 0.35
     """Fraction of episodes with scripted pushes of the block towards random points."""
     random_fraction: float = 0.15
-    """Fraction of episodes with smooth random joint motion (Ornstein-Uhlenbeck deltas); the rest
-    reach random joint configurations across the limits."""
+    """Fraction of episodes with smooth random joint motion (Ornstein-Uhlenbeck deltas)."""
+    probe_fraction: float = 0.0
+    """Fraction of episodes with probes of the block: the tip driven near it, then chunks of equal
+    random joint steps (the commands a chunked planner searches). The rest of the episodes reach
+    random joint configurations across the limits."""
+    probe_chunks: int = 4
+    """Chunks of equal random steps per probe."""
+    probe_chunk: int = 5
+    """Control steps per chunk of a probe."""
+    probe_std: float = 0.5
+    """Std of a probe's random joint steps, as a fraction of the largest per-step delta."""
     ou_theta: float = 0.15
     """Mean reversion of the random-motion deltas per step."""
     ou_sigma: float = 0.4
@@ -365,11 +374,14 @@ class CollectConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if not 0.002 <= self.control_period <= 2.0:
             raise ConfigError(f"control_period must be in [0.002, 2] s, got {self.control_period}")
-        fractions = (self.demo_fraction, self.push_fraction, self.random_fraction)
+        fractions = (self.demo_fraction, self.push_fraction, self.random_fraction, self.probe_fraction)
         if min(fractions) < 0 or sum(fractions) > 1 + 1e-9:
             raise ConfigError(
-                f"demo_fraction, push_fraction, random_fraction must be >= 0 with sum <= 1, got {fractions}"
+                "demo_fraction, push_fraction, random_fraction, probe_fraction must be >= 0 with sum <= 1,"
+                f" got {fractions}"
             )
+        if min(self.probe_chunks, self.probe_chunk) < 1 or self.probe_std < 0:
+            raise ConfigError("probe_chunks and probe_chunk must be >= 1, probe_std >= 0")
         if self.jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {self.jobs}")
         lo, hi = self.push_distance

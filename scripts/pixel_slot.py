@@ -24,6 +24,7 @@ Usage: python scripts/pixel_slot.py --data runs/retrain2/data [--size 64] [--ren
 """
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -92,12 +93,24 @@ def peak_centroid(e: np.ndarray, window: int) -> np.ndarray:
 
 
 def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares (DLT) 3 x 3 map from pixel points to plane points."""
-    rows = []
-    for (x, y), (u, v) in zip(src, dst, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
-    return np.linalg.svd(np.asarray(rows), full_matrices=False)[2][-1].reshape(3, 3)
+    """Least-squares (DLT, on normalised points) 3 x 3 map from pixel points to plane points."""
+
+    def normaliser(pts: np.ndarray) -> np.ndarray:
+        c, s = pts.mean(0), np.sqrt(2) / (np.linalg.norm(pts - pts.mean(0), axis=1).mean() + 1e-12)
+        return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+
+    ts, td = normaliser(src), normaliser(dst)
+    x, y = (np.c_[src, np.ones(len(src))] @ ts.T)[:, :2].T
+    u, v = (np.c_[dst, np.ones(len(dst))] @ td.T)[:, :2].T
+    o, z = np.ones_like(x), np.zeros_like(x)
+    rows = np.concatenate(
+        [
+            np.stack([x, y, o, z, z, z, -u * x, -u * y, -u], 1),
+            np.stack([z, z, z, x, y, o, -v * x, -v * y, -v], 1),
+        ]
+    )
+    h = np.linalg.svd(rows, full_matrices=False)[2][-1].reshape(3, 3)
+    return np.linalg.inv(td) @ h @ ts
 
 
 def apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -125,7 +138,8 @@ class SlotDynamics(nn.Module):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", default="runs/retrain2/data")
+    p.add_argument("--data", default="runs/retrain2/data", help="comma-separated recordings, each split")
+    p.add_argument("--renderer", default="", help="a trained arm layer (default: OUT/renderer_SIZE.pt)")
     p.add_argument("--config", default="config/train.yaml")
     p.add_argument("--urdf", default="sim/assets/tabletop_arm.urdf")
     p.add_argument("--size", type=int, default=64, help="frame size the slot is read at (px)")
@@ -146,8 +160,12 @@ def main() -> None:
     cfg = load_yaml(args.config, TrainRunConfig)
     mc = cfg.model
     t0 = time.time()
-    eps = read_training_episodes(args.data, args.size, cfg.data)
-    train_eps, val_eps = split_episodes(eps, cfg.train.val_fraction, cfg.train.seed)
+    eps, train_eps, held_out = [], [], {}
+    for data in args.data.split(","):
+        some = read_training_episodes(data, args.size, cfg.data)
+        train, held_out[data] = split_episodes(some, cfg.train.val_fraction, cfg.train.seed)
+        eps, train_eps = eps + some, train_eps + train
+    val_eps = [e for v in held_out.values() for e in v]
     print(f"{len(train_eps)} training / {len(val_eps)} held-out episodes read in {time.time() - t0:.0f} s")
     chain = Chain(args.urdf, "end_effector", mc.joint_names)
     lim = np.asarray(mc.joint_limits)
@@ -158,12 +176,13 @@ def main() -> None:
         )
 
     frames, joints = stack(train_eps)
-    renderer_path = out / f"renderer_{args.size}.pt"
+    renderer_path = Path(args.renderer or out / f"renderer_{args.size}.pt")
     background = torch.from_numpy(
         np.median(frames[:: max(1, len(frames) // 4000)], 0).astype(np.float32) / 255
     )
     arm = ArmLayer(joints.shape[1], args.size, background)
-    if renderer_path.exists():
+    renderer_trained = not renderer_path.exists()
+    if not renderer_trained:
         arm.load_state_dict(torch.load(renderer_path))
         print(f"renderer loaded from {renderer_path}")
     else:
@@ -183,29 +202,42 @@ def main() -> None:
                 print(f"renderer step {step} mse {loss.item():.5f} ({time.time() - t0:.0f} s)", flush=True)
         torch.save(arm.state_dict(), renderer_path)
 
-    t0 = time.time()
-    for ep in eps:
-        ep["slot"] = peak_centroid(residual(arm, ep["frames"], ep["joints"]), args.window)
+    key = hashlib.sha1(f"{args.data} {renderer_path}".encode()).hexdigest()[:8]
+    t0, cache = time.time(), out / f"slots_{args.size}_w{args.window}_{key}.npz"
+    if cache.exists() and not renderer_trained:
+        for ep, s in zip(eps, np.load(cache)["slots"], strict=True):
+            ep["slot"] = s[: len(ep["joints"])]
+    else:
+        for ep in eps:
+            ep["slot"] = peak_centroid(residual(arm, ep["frames"], ep["joints"]), args.window)
+        longest = max(len(e["slot"]) for e in eps)
+        padded = np.zeros((len(eps), longest, 2), np.float32)
+        for i, ep in enumerate(eps):
+            padded[i, : len(ep["slot"])] = ep["slot"]
+        np.savez(cache, slots=padded)
     print(f"slots of {sum(len(e['slot']) for e in eps)} frames in {time.time() - t0:.0f} s")
 
     # Measuring only: the block's true position against the slot.
     tr_slot = np.concatenate([e["slot"] for e in train_eps])
     tr_block = np.concatenate([e["block_xy"] for e in train_eps])
     hmap = homography(tr_slot, tr_block)
-    inl = np.linalg.norm(apply(hmap, tr_slot) - tr_block, axis=1) < 0.03  # refit without the misses
-    hmap = homography(tr_slot[inl], tr_block[inl])
-    va_slot = np.concatenate([e["slot"] for e in val_eps])
-    va_block = np.concatenate([e["block_xy"] for e in val_eps])
-    place = np.linalg.norm(apply(hmap, va_slot) - va_block, axis=1)
-    res: dict = {
-        "args": vars(args),
-        "slot_places_block_cm": {
-            "median": round(100 * float(np.median(place)), 2),
-            "p90": round(100 * float(np.percentile(place, 90)), 2),
-            "over_3cm": round(float((place > 0.03).mean()), 4),
-        },
-    }
-    print("slot places the block (held-out frames):", json.dumps(res["slot_places_block_cm"]), flush=True)
+    for reach in (0.03, 0.01):  # refit without the misses
+        inl = np.linalg.norm(apply(hmap, tr_slot) - tr_block, axis=1) < reach
+        hmap = homography(tr_slot[inl], tr_block[inl])
+    np.save(out / "homography.npy", hmap)
+    res: dict = {"args": vars(args)}
+    for data, val in held_out.items():
+        va_slot = np.concatenate([e["slot"] for e in val])
+        va_block = np.concatenate([e["block_xy"] for e in val])
+        place = np.linalg.norm(apply(hmap, va_slot) - va_block, axis=1)
+        res[data] = {
+            "slot_places_block_cm": {
+                "median": round(100 * float(np.median(place)), 2),
+                "p90": round(100 * float(np.percentile(place, 90)), 2),
+                "over_3cm": round(float((place > 0.03).mean()), 4),
+            }
+        }
+        print(f"{data}: slot places the block (held-out frames):", json.dumps(res[data]), flush=True)
 
     def windows(episodes: list[dict], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
         """Slot features, the path (k+1, 2, 3) of wrist and tip, the slot's move k frames ahead; and the
@@ -223,10 +255,9 @@ def main() -> None:
                 keep.append((s[t], b[t], b[t + k]))
         return np.asarray(xs, np.float32), np.asarray(paths, np.float32), np.asarray(ys, np.float32), keep
 
-    for k in map(int, args.ks.split(",")):
+    for k in [int(k) for k in args.ks.split(",") if k]:
         t0 = time.time()
         x, path, y, _ = windows(train_eps, k)
-        xv, pathv, _, keep = windows(val_eps, k)
         mu, sd = x.mean(0), x.std(0) + 1e-6
         pmu, psd = path.mean((0, 1, 2)), path.std((0, 1, 2)) + 1e-6
         ys = y.std(0) + 1e-6
@@ -245,27 +276,37 @@ def main() -> None:
             loss.backward()
             opt.step()
             sched.step()
-        with torch.no_grad():
-            pred = net(torch.from_numpy((xv - mu) / sd), torch.from_numpy((pathv - pmu) / psd)).numpy() * ys
-        slot_now, now, fut = (np.stack(c) for c in zip(*keep, strict=True))
-        moved = np.linalg.norm(fut - now, axis=1)
-        err = np.linalg.norm(apply(hmap, slot_now + pred) - fut, axis=1)
-        copy = np.linalg.norm(apply(hmap, slot_now) - fut, axis=1)
-        true_copy = np.linalg.norm(now - fut, axis=1)
-        row: dict = {"train_windows": len(x), "s": round(time.time() - t0, 1)}
-        for name, m in (("moves", moved >= 0.01), ("still", moved < 0.002)):
-            row[name] = {
-                "windows": int(m.sum()),
-                "forecast_cm": round(100 * float(np.median(err[m])), 2),
-                "copy_last_slot_cm": round(100 * float(np.median(copy[m])), 2),
-                "copy_last_true_cm": round(100 * float(np.median(true_copy[m])), 2),
-            }
-        res[f"k{k}"] = row
+        for data, val in held_out.items():
+            xv, pathv, _, keep = windows(val, k)
+            with torch.no_grad():
+                pred = net(torch.from_numpy((xv - mu) / sd), torch.from_numpy((pathv - pmu) / psd)).numpy()
+            slot_now, now, fut = (np.stack(c) for c in zip(*keep, strict=True))
+            moved = np.linalg.norm(fut - now, axis=1)
+            err = np.linalg.norm(apply(hmap, slot_now + pred * ys) - fut, axis=1)
+            copy = np.linalg.norm(apply(hmap, slot_now) - fut, axis=1)
+            true_copy = np.linalg.norm(now - fut, axis=1)
+            row: dict = {"train_windows": len(x), "s": round(time.time() - t0, 1)}
+            for name, m in (("moves", moved >= 0.01), ("still", moved < 0.002)):
+                row[name] = {
+                    "windows": int(m.sum()),
+                    "forecast_cm": round(100 * float(np.median(err[m])), 2),
+                    "copy_last_slot_cm": round(100 * float(np.median(copy[m])), 2),
+                    "copy_last_true_cm": round(100 * float(np.median(true_copy[m])), 2),
+                }
+            res[data][f"k{k}"] = row
+            print(data, k, json.dumps(row), flush=True)
         torch.save(
-            {"state": net.state_dict(), "mu": mu, "sd": sd, "pmu": pmu, "psd": psd, "ys": ys},
+            {
+                "state": net.state_dict(),
+                "width": args.width,
+                "mu": mu,
+                "sd": sd,
+                "pmu": pmu,
+                "psd": psd,
+                "ys": ys,
+            },
             out / f"dyn_k{k}.pt",
         )
-        print(k, json.dumps(row), flush=True)
     (out / "result.json").write_text(json.dumps(res, indent=1))
 
 

@@ -18,13 +18,16 @@ forecast block's distance to the goal's at the end of the plan), on the closed-l
   ensemble, the cost adds `--disagreement` x the members' spread (model-based RL's guard against a
   search that finds where the model is wrong). The samples are cached under `--cache`. `--noise`
   blurs the block position the learned model is given, each tick anew, to a perception's median
-  error (one closed loop per value).
+  error (one closed loop per value); the value `pixel` reads it from the camera instead, with
+  `scripts/pixel_slot.py`'s slot (camera and joint states) through its homography to the table
+  (fitted on the block's true positions: a calibration, for measuring only) from `--slot`.
 
 Simulator ground truth is this experiment's input by design; no model of the project sees it.
 
 Usage: python scripts/state_plan.py [--model learned|sim] [--states 1500] [--gate 1] [--yaw 1]
            [--ensemble 1] [--disagreement 0] [--width 256] [--depth 2] [--steps 6000]
-           [--noise 0,0.01] [--episodes 20] [--seed 300000] [--out runs/exp/state_plan/result.json]
+           [--noise 0,0.01,pixel] [--slot runs/exp/pixel_slot] [--episodes 20] [--seed 300000]
+           [--out runs/exp/state_plan/result.json]
 """
 
 import argparse
@@ -48,10 +51,12 @@ from ami_ros.config import (
     load_yaml,
 )
 from ami_ros.core.kinematics import Chain
+from ami_ros.core.preprocess import resize_frame
 from ami_ros.eval import closed_loop as cl
 from ami_ros.sim import ArmRollouts, ArmSim
 
 sys.path.insert(0, str(Path(__file__).parent))
+from pixel_slot import ArmLayer, apply, peak_centroid, residual
 from slot_forecast import chunked_cem, random_plans, tip_path
 
 p = argparse.ArgumentParser()
@@ -75,6 +80,7 @@ p.add_argument("--chunk", type=int, default=5)
 p.add_argument("--cache", default="runs/exp/state_plan")
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--noise", default="0", help="comma-separated median errors (m) of the block position given")
+p.add_argument("--slot", default="runs/exp/pixel_slot", help="pixel_slot.py's output (for --noise pixel)")
 p.add_argument("--out", default="")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
@@ -208,9 +214,13 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
 
     def act(sim: ArmSim) -> np.ndarray:
         s = sim.state()
-        if sigma > 0:  # the block as a perception of the given median error sees it, each tick anew
+        if sigma > 0 or camera:  # the block as a perception sees it, each tick anew
             s = dataclasses.replace(s, block_pose=s.block_pose.copy())
-            s.block_pose[:2] += r.normal(0, sigma, 2)
+            if camera:
+                e = residual(camera[0], resize_frame(sim.render(), 64)[None], s.qpos[None])
+                s.block_pose[:2] = apply(camera[1], peak_centroid(e, 2))[0]
+            else:
+                s.block_pose[:2] += r.normal(0, sigma, 2)
 
         def cost(plans: np.ndarray) -> np.ndarray:
             acts = np.repeat(plans, args.chunk, axis=1)
@@ -231,8 +241,14 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
     return cl._filtered(ecfg, act)
 
 
-for noise in map(float, args.noise.split(",")):
-    sigma = noise / np.sqrt(2 * np.log(2))  # a 2-D Gaussian's median norm is 1.177 sigma
+camera: tuple = ()
+for noise in args.noise.split(","):
+    if noise == "pixel":
+        arm = ArmLayer(nj, 64, torch.zeros(3, 64, 64))
+        arm.load_state_dict(torch.load(Path(args.slot) / "renderer_64.pt"))
+        camera, sigma = (arm.eval(), np.load(Path(args.slot) / "homography.npy")), 0.0
+    else:
+        camera, sigma = (), float(noise) / np.sqrt(2 * np.log(2))  # a 2-D Gaussian's median is 1.18 sigma
     t0 = time.time()
     report = cl.evaluate_policy(make, ecfg, desc="state plan")
     keys = (

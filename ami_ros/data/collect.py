@@ -60,7 +60,7 @@ JOINT_STATE_TOPIC = "/joint_states"
 COMMAND_TOPIC = "/arm_controller/joint_trajectory"
 OBJECT_TOPIC = "/sim/object_pose"
 END_EFFECTOR_TOPIC = "/sim/end_effector_pose"
-POLICIES = ("demo", "push", "random", "reach")
+POLICIES = ("demo", "push", "random", "probe", "reach")
 MOVED_THRESHOLD = 0.002  # m of block motion in one step that counts as "the block moved"
 
 _BLOCK_CLEARANCE = 0.025 + 0.02  # block half-size + pusher radius: pusher centre at contact
@@ -72,6 +72,8 @@ _VIA_POINTS = 60  # random via-points tried when the direct approach would touch
 _CLEAR = 0.012  # m an approach keeps between the arm and the block
 _CHECK_STEP = 0.03  # rad between the poses an approach segment is checked at
 _DEMO_DONE = 0.015  # m from its goal at which a demonstration stops pushing the block
+_PROBE_DISTANCE = (0.03, 0.12)  # m from the block's centre of the point a probe drives the tip to
+_PROBE_APPROACH_STEPS = (3, 26)  # control steps a probe spends driving there
 
 
 def coarse_to_fine(n: int) -> list[int]:
@@ -275,6 +277,38 @@ class RandomPolicy:
         return q + self.delta
 
 
+class ProbePolicy:
+    """A planner's kind of commands where the block is: drive the tip towards a random point near the
+    block (inverse kinematics, scripted from the simulator's state), then `probe_chunks` chunks of
+    `probe_chunk` equal random joint steps (normal, std `probe_std` x the largest step), the commands
+    a chunked CEM search samples; then the next probe. A forecast trained only on scripted pushes
+    and demonstrations has not seen what such commands do to the block (docs/history.md)."""
+
+    def __init__(self, sim: ArmSim, config: CollectConfig, rng: np.random.Generator) -> None:
+        self.sim, self.config, self.rng = sim, config, rng
+        self.max_delta = sim.velocity_limits * config.control_period
+        self._queue: list[tuple[str, np.ndarray]] = []  # ("to", joint target) or ("step", delta)
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        if not self._queue:
+            self._plan()
+        kind, value = self._queue.pop(0)
+        return straight_step(q, value, self.max_delta) if kind == "to" else q + value
+
+    def _plan(self) -> None:
+        c, rng = self.config, self.rng
+        angle = rng.uniform(0.0, 2 * np.pi)
+        point = self.sim.state().block_pose[:2] + rng.uniform(*_PROBE_DISTANCE) * np.array(
+            [np.cos(angle), np.sin(angle)]
+        )
+        target = self.sim.inverse_kinematics(point, rng=rng)
+        if target is not None:
+            self._queue += [("to", target)] * int(rng.integers(*_PROBE_APPROACH_STEPS))
+        for _ in range(c.probe_chunks):
+            step = np.clip(rng.normal(0.0, c.probe_std, self.max_delta.shape), -1.0, 1.0) * self.max_delta
+            self._queue += [("step", step)] * c.probe_chunk
+
+
 class ReachPolicy:
     """Move to joint configurations drawn uniformly across the limits, one after another."""
 
@@ -294,13 +328,14 @@ _POLICY_CLASSES: dict[str, Callable[..., Callable[[np.ndarray], np.ndarray]]] = 
     "demo": DemoPolicy,
     "push": PushPolicy,
     "random": RandomPolicy,
+    "probe": ProbePolicy,
     "reach": ReachPolicy,
 }
 
 
 def choose_policy(config: CollectConfig, rng: np.random.Generator) -> str:
-    p = [config.demo_fraction, config.push_fraction, config.random_fraction]
-    return POLICIES[int(rng.choice(4, p=[*p, max(0.0, 1.0 - sum(p))]))]
+    p = [config.demo_fraction, config.push_fraction, config.random_fraction, config.probe_fraction]
+    return POLICIES[int(rng.choice(len(POLICIES), p=[*p, max(0.0, 1.0 - sum(p))]))]
 
 
 def straight_step(q: np.ndarray, target: np.ndarray, max_delta: np.ndarray) -> np.ndarray:

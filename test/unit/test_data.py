@@ -15,8 +15,9 @@ from rosbags.highlevel import AnyReader
 from ami_ros.config import CollectConfig, ConfigError, DataConfig, SimConfig, from_dict
 from ami_ros.data import messages as m
 from ami_ros.data.bag import BagReader, BagWriter, DatasetError, find_bags
-from ami_ros.data.collect import collect
+from ami_ros.data.collect import ProbePolicy, collect, straight_step
 from ami_ros.data.dataset import read_bag, read_episodes
+from ami_ros.sim import ArmSim
 from ami_ros.world_model.data import WindowDataset
 
 NAMES = ("joint1", "joint2", "joint3", "joint4")
@@ -184,6 +185,36 @@ def test_scripted_pushes_move_the_block(tmp_path):
     assert summary["block_moved_fraction_by_policy"]["push"] > 0.0
 
 
+def test_probes_drive_near_the_block_then_step_in_equal_chunks():
+    """A probe: the tip driven towards a point near the block, then chunks of equal random steps
+    within the per-step limits, as a chunked planner samples them."""
+    config = dataclasses.replace(TINY, probe_chunks=2, probe_chunk=3)
+    rng = np.random.default_rng(3)
+    with ArmSim(config.sim) as sim:
+        sim.reset(11, "push")
+        policy = ProbePolicy(sim, config, rng)
+        policy._plan()
+        approach = [v for kind, v in policy._queue if kind == "to"]
+        steps = np.array([v for kind, v in policy._queue if kind == "step"])
+        q = sim.state().qpos
+        assert np.allclose(policy(q), straight_step(q, approach[0], policy.max_delta))
+    assert len(approach) >= 3 and len({v.tobytes() for v in approach}) == 1
+    tip = sim.forward_kinematics(approach[0])
+    assert 0.02 < np.linalg.norm(tip[:2] - sim.state().block_pose[:2]) < 0.13
+    assert steps.shape == (6, 4) and np.all(steps[:3] == steps[0]) and np.all(steps[3:] == steps[3])
+    assert np.all(np.abs(steps) <= policy.max_delta + 1e-12) and not np.allclose(steps[0], steps[3])
+
+
+def test_probe_recordings_move_the_block(tmp_path):
+    config = dataclasses.replace(
+        TINY, episodes=2, steps_per_episode=40, probe_fraction=1.0,
+        demo_fraction=0.0, push_fraction=0.0, random_fraction=0.0,
+    )  # fmt: skip
+    summary = collect(tmp_path, config)
+    assert summary["transitions_by_policy"]["probe"] == 2 * 39
+    assert summary["block_moved_fraction_by_policy"]["probe"] > 0.0
+
+
 def test_push_demonstrations_bring_the_block_to_its_goal(tmp_path):
     """Goal-directed demonstrations: recorded like any episode, and most leave the block at its goal
     (the figure `collect` reports)."""
@@ -217,8 +248,7 @@ def test_parallel_collection_writes_the_same_bags(tmp_path):
 def test_scripted_approaches_keep_clear_of_the_block():
     """Every approach a scripted push plans runs on straight joint-space segments that stay clear
     of the block (checked here more densely than the planner does), and is executed as planned."""
-    from ami_ros.data.collect import _CLEAR, PushPolicy, straight_step
-    from ami_ros.sim import ArmSim
+    from ami_ros.data.collect import _CLEAR, PushPolicy
 
     config = dataclasses.replace(TINY, demo_fraction=0.0, push_fraction=1.0, random_fraction=0.0)
     planned = via = 0

@@ -1,0 +1,121 @@
+"""Does the pixel slot's forecast carry an approach-free push? An experiment, not in the package.
+
+The closed loop of `scripts/state_plan.py` (CEM over `--chunks` chunks of `--chunk` equal commands,
+the first command executed each tick; push, approach-free) with camera, joint states and commands
+only: each tick the pixel slot of `scripts/pixel_slot.py` (its arm layer, from `--slot`) is read
+from the camera frame, the goal's slot from the goal image (with the goal's arm pose for the arm
+layer), and the cost of a plan is the pixel distance between the goal's slot and the slot that
+pixel_slot's forecast (trained on the recordings, k = chunks x chunk) gives at the plan's end.
+Simulator ground truth only scores the episodes.
+
+Usage: python scripts/pixel_plan.py [--slot runs/exp/pixel_slot] [--episodes 20] [--seed 300000]
+           [--out runs/exp/pixel_plan/result.json]
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ami_ros.config import (
+    ControllerConfig,
+    EvalConfig,
+    TrainRunConfig,
+    from_params,
+    load_ros_params,
+    load_yaml,
+)
+from ami_ros.core.kinematics import Chain
+from ami_ros.core.preprocess import resize_frame
+from ami_ros.eval import closed_loop as cl
+from ami_ros.sim import ArmSim
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pixel_slot import ArmLayer, SlotDynamics, peak_centroid, residual
+from slot_forecast import chunked_cem, tip_path
+
+p = argparse.ArgumentParser()
+p.add_argument("--slot", default="runs/exp/pixel_slot")
+p.add_argument("--width", type=int, default=256, help="the forecast's width (pixel_slot's --width)")
+p.add_argument("--episodes", type=int, default=20)
+p.add_argument("--seed", type=int, default=300_000)
+p.add_argument("--samples", type=int, default=128)
+p.add_argument("--iters", type=int, default=3)
+p.add_argument("--elites", type=int, default=12)
+p.add_argument("--chunks", type=int, default=4)
+p.add_argument("--chunk", type=int, default=5)
+p.add_argument("--threads", type=int, default=1)
+p.add_argument("--out", default="")
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+
+mc = load_yaml("config/train.yaml", TrainRunConfig).model
+lim, alim = np.asarray(mc.joint_limits, np.float32), np.asarray(mc.action_limits, np.float32)
+nj, hor = len(mc.joint_names), args.chunks * args.chunk
+chain = Chain("sim/assets/tabletop_arm.urdf", "end_effector", mc.joint_names)
+arm = ArmLayer(nj, 64, torch.zeros(3, 64, 64))
+arm.load_state_dict(torch.load(Path(args.slot) / "renderer_64.pt"))
+arm.eval()
+ck = torch.load(Path(args.slot) / f"dyn_k{hor}.pt", weights_only=False)
+net = SlotDynamics(hor, args.width)
+net.load_state_dict(ck["state"])
+net.eval()
+controller = from_params(ControllerConfig, load_ros_params("config/robots/tabletop_arm.yaml", "planner_node"))
+ecfg = EvalConfig(task="push", episodes=args.episodes, seed=args.seed, controller=controller)
+
+
+def slot_of(rgb: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(2,) the pixel slot of a camera frame with the arm at q."""
+    return peak_centroid(residual(arm, resize_frame(rgb, 64)[None], np.asarray(q)[None]), 2)[0]
+
+
+@torch.no_grad()
+def forecast(slot: np.ndarray, last: np.ndarray, paths: np.ndarray) -> np.ndarray:
+    """(n, 2) the slot at the plans' end from the slot, its last step and the paths (n, hor+1, 2, 3)."""
+    x = np.broadcast_to(np.concatenate([slot, last]), (len(paths), 4))
+    xt = torch.from_numpy(((x - ck["mu"]) / ck["sd"]).astype(np.float32))
+    pt = torch.from_numpy(((paths - ck["pmu"]) / ck["psd"]).astype(np.float32))
+    return slot + net(xt, pt).numpy() * ck["ys"]
+
+
+def make(sim: ArmSim, seed: int) -> cl.Policy:
+    r = np.random.default_rng(seed)
+    goal = slot_of(sim.render_goal(), sim.goal.arm_qpos)
+    state = {"mean": np.zeros((args.chunks, nj), np.float32), "slot": None}
+
+    def act(sim: ArmSim) -> np.ndarray:
+        q = sim.state().qpos
+        slot = slot_of(sim.render(), q)
+        last = slot - state["slot"] if state["slot"] is not None else np.zeros(2, np.float32)
+        state["slot"] = slot
+
+        def cost(plans: np.ndarray) -> np.ndarray:
+            acts = np.repeat(plans, args.chunk, axis=1)
+            paths = tip_path(chain, np.broadcast_to(q, (len(acts), nj)), acts, hor, lim)
+            return np.linalg.norm(forecast(slot, last, paths) - goal, axis=1)
+
+        mean = chunked_cem(cost, state["mean"], alim, r, args.samples, args.iters, args.elites)
+        state["mean"] = mean
+        return mean[0]
+
+    return cl._filtered(ecfg, act)
+
+
+t0 = time.time()
+report = cl.evaluate_policy(make, ecfg, desc="pixel plan")
+keys = (
+    "success_rate",
+    "success_rate_any_step",
+    "mean_start_distance_m",
+    "mean_final_distance_m",
+    "tick_ms_p50",
+)
+run = {k: report[k] for k in keys} | {"wall_s": round(time.time() - t0, 1)}
+print(json.dumps(run), flush=True)
+if args.out:
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "result": run}, indent=1))
