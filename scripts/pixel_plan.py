@@ -39,8 +39,8 @@ from pixel_slot import ArmLayer, SlotDynamics, peak_centroid, residual
 from slot_forecast import chunked_cem, tip_path
 
 p = argparse.ArgumentParser()
-p.add_argument("--slot", default="runs/exp/pixel_slot")
-p.add_argument("--width", type=int, default=256, help="the forecast's width (pixel_slot's --width)")
+p.add_argument("--slot", default="runs/exp/pixel_slot", help="the arm layer and the forecast")
+p.add_argument("--renderer", default="", help="the arm layer (default: SLOT/renderer_64.pt)")
 p.add_argument("--episodes", type=int, default=20)
 p.add_argument("--seed", type=int, default=300_000)
 p.add_argument("--samples", type=int, default=128)
@@ -58,10 +58,10 @@ lim, alim = np.asarray(mc.joint_limits, np.float32), np.asarray(mc.action_limits
 nj, hor = len(mc.joint_names), args.chunks * args.chunk
 chain = Chain("sim/assets/tabletop_arm.urdf", "end_effector", mc.joint_names)
 arm = ArmLayer(nj, 64, torch.zeros(3, 64, 64))
-arm.load_state_dict(torch.load(Path(args.slot) / "renderer_64.pt"))
+arm.load_state_dict(torch.load(args.renderer or Path(args.slot) / "renderer_64.pt"))
 arm.eval()
 ck = torch.load(Path(args.slot) / f"dyn_k{hor}.pt", weights_only=False)
-net = SlotDynamics(hor, args.width)
+net = SlotDynamics(hor, ck.get("width", 256), ck.get("gate", False))
 net.load_state_dict(ck["state"])
 net.eval()
 controller = from_params(ControllerConfig, load_ros_params("config/robots/tabletop_arm.yaml", "planner_node"))

@@ -5,7 +5,7 @@ From the recordings' frames and joint states only, it learns what the arm looks 
 background (a learned image) and, over it, an arm layer (colour and opacity) rendered from the
 joint states by a small decoder. What the joints explain is that composite; the rest of the frame
 is the scene. Its **pixel slot** is where that remainder is strongest (outside the arm layer): the
-centroid of the squared residual around its peak, in pixels. Nothing here is told what the block
+centroid of the squared residual above its floor around the peak, in pixels. Nothing here is told what the block
 looks like, where the table is, or that there is one object.
 
 Then, like `contact_ceiling.py` but from the slot instead of the block's true position: an MLP
@@ -19,7 +19,13 @@ forecast is scored like the other block forecasts (median error on held-out wind
 moves >= 1 cm or stays put, < 2 mm), against copy-last of the slot and against copy-last of the
 block's true position.
 
-Usage: python scripts/pixel_slot.py --data runs/retrain2/data [--size 64] [--renderer-steps 3000]
+`--data` takes several recordings (each split into training and held-out episodes alike, each
+scored on its own; `collect --probe-fraction` ones among them); `--renderer` reuses an arm layer;
+`--gate 1` multiplies the forecast move by a learned function of how near the path comes to the
+slot. The arm layer, the slots, the homography and each forecast are saved under `--out`.
+
+Usage: python scripts/pixel_slot.py --data runs/retrain2/data[,runs/exp/probe/data] [--size 64]
+           [--renderer-steps 3000] [--renderer PATH] [--ks 5,20] [--width 256] [--gate 0]
            [--steps 6000] [--out runs/exp/pixel_slot]
 """
 
@@ -119,10 +125,12 @@ def apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 class SlotDynamics(nn.Module):
-    """The slot's move from the slot, its last step and the path given relative to the slot."""
+    """The slot's move from the slot, its last step and the path given relative to the slot; with
+    `gate`, times a learned function of how near the path comes to the slot (a learned reach)."""
 
-    def __init__(self, k: int, width: int) -> None:
+    def __init__(self, k: int, width: int, gate: bool = False) -> None:
         super().__init__()
+        self.gate = nn.Parameter(torch.tensor([0.5, 2.0])) if gate else None  # reach, log sharpness
         self.plane = nn.Sequential(nn.Linear(2, 64), nn.GELU(), nn.Linear(64, 2))
         n = 4 + 2 + (k + 1) * 2 * 3 + (k + 1) * 2 * 2
         self.net = nn.Sequential(
@@ -133,7 +141,11 @@ class SlotDynamics(nn.Module):
     def forward(self, x: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
         at = self.plane(x[:, :2])
         rel = path[..., :2] - at[:, None, None, :]
-        return self.net(torch.cat([x, at, path.flatten(1), rel.flatten(1)], -1))
+        out = self.net(torch.cat([x, at, path.flatten(1), rel.flatten(1)], -1))
+        if self.gate is not None:
+            near = rel.norm(dim=-1).flatten(1).min(1).values
+            out = out * torch.sigmoid(torch.exp(self.gate[1]) * (self.gate[0] - near))[:, None]
+        return out
 
 
 def main() -> None:
@@ -148,6 +160,7 @@ def main() -> None:
     p.add_argument("--ks", default="5,20")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--width", type=int, default=256)
+    p.add_argument("--gate", type=int, default=0, help="1: the move gated by the path's nearness")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/exp/pixel_slot")
     args = p.parse_args()
@@ -261,7 +274,7 @@ def main() -> None:
         mu, sd = x.mean(0), x.std(0) + 1e-6
         pmu, psd = path.mean((0, 1, 2)), path.std((0, 1, 2)) + 1e-6
         ys = y.std(0) + 1e-6
-        net = SlotDynamics(k, args.width)
+        net = SlotDynamics(k, args.width, bool(args.gate))
         opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=args.steps)
         xt, pt, yt = (
@@ -299,6 +312,7 @@ def main() -> None:
             {
                 "state": net.state_dict(),
                 "width": args.width,
+                "gate": bool(args.gate),
                 "mu": mu,
                 "sd": sd,
                 "pmu": pmu,

@@ -12,7 +12,8 @@ forecast block's distance to the goal's at the end of the plan), on the closed-l
   path along the commands (forward kinematics of the URDF, relative to the block) to the block's
   displacement at the end of the plan. They are trained on the search's own kind of samples (random
   chunked commands, rolled out by the simulator) from `--states` start states of push episodes
-  (seeds from 400,000), 70% of them after driving the tip towards a random point near the block.
+  (seeds from 400,000), 70% of them after driving the tip towards a random point near the block;
+  or, with `--recordings`, on every window of those recordings (`collect`'s episodes, probes too).
   `--gate` multiplies the displacement by a learned function of how near the path comes to the
   block; `--yaw` also gives the block's heading; `--width` and `--depth` size the MLPs; with an
   ensemble, the cost adds `--disagreement` x the members' spread (model-based RL's guard against a
@@ -63,6 +64,9 @@ p = argparse.ArgumentParser()
 p.add_argument("--model", default="learned", choices=("learned", "sim"))
 p.add_argument("--states", type=int, default=1500, help="start states of the learned model's samples")
 p.add_argument("--per-state", type=int, default=64)
+p.add_argument(
+    "--recordings", default="", help="train on these recordings' windows instead (comma-separated)"
+)
 p.add_argument("--gate", type=int, default=0)
 p.add_argument("--yaw", type=int, default=0, help="the model is also told the block's heading")
 p.add_argument("--ensemble", type=int, default=1)
@@ -104,8 +108,29 @@ def features(pose: np.ndarray, tips: np.ndarray) -> np.ndarray:
     return np.concatenate(cols, 1).astype(np.float32)
 
 
+def recorded_samples() -> tuple[np.ndarray, np.ndarray]:
+    """(features, block displacement) of every window of the recordings in `--recordings` (the
+    commands recorded, the block's true position recorded beside them)."""
+    from ami_ros.cli import read_training_episodes
+
+    xs, ys = [], []
+    for data in args.recordings.split(","):
+        for ep in read_training_episodes(data, 8):
+            b, q, a = ep["block_xy"], ep["joints"].astype(np.float32), ep["actions"].astype(np.float32)
+            for t in range(len(b) - hor):
+                tips = tip_path(chain, q[t][None], a[None, t : t + hor], hor, lim)
+                pose = np.r_[b[t], 0.0, 1.0, 0.0, 0.0, 0.0]  # heading unknown: not used without --yaw
+                xs.append(features(pose, tips))
+                ys.append((b[t + hor] - b[t])[None].astype(np.float32))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    print(f"{len(x)} recorded windows; the block moves in {np.mean(np.linalg.norm(y, axis=1) > 0.01):.1%}")
+    return x, y
+
+
 def samples() -> tuple[np.ndarray, np.ndarray]:
     """(features, block displacement) of the search's kind of samples, cached."""
+    if args.recordings:
+        return recorded_samples()
     yaw = "_yaw" if args.yaw else ""
     path = Path(args.cache) / f"samples_{args.states}x{args.per_state}_{args.chunks}x{args.chunk}{yaw}.npz"
     if path.is_file():
