@@ -5,8 +5,8 @@ From the recordings' frames and joint states only, it learns what the arm looks 
 background (a learned image) and, over it, an arm layer (colour and opacity) rendered from the
 joint states by a small decoder. What the joints explain is that composite; the rest of the frame
 is the scene. Its **pixel slot** is where that remainder is strongest (outside the arm layer): the
-centroid of the squared residual above its floor around the peak, in pixels. Nothing here is told what the block
-looks like, where the table is, or that there is one object.
+centroid of the squared residual above its floor around the peak, in pixels. Nothing here is
+told what the block looks like, where the table is, or that there is one object.
 
 Then, like `contact_ceiling.py` but from the slot instead of the block's true position: an MLP
 from the slot, its last step and the wrist's and tip's path along the commanded joints (forward
