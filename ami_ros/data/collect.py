@@ -280,9 +280,10 @@ class RandomPolicy:
 class ProbePolicy:
     """A planner's kind of commands where the block is: drive the tip towards a random point near the
     block (inverse kinematics, scripted from the simulator's state), then `probe_chunks` chunks of
-    `probe_chunk` equal random joint steps (normal, std `probe_std` x the largest step), the commands
-    a chunked CEM search samples; then the next probe. A forecast trained only on scripted pushes
-    and demonstrations has not seen what such commands do to the block (docs/history.md)."""
+    `probe_chunk` equal random joint steps (normal, std `probe_std` x the largest step, clipped to
+    it), the commands a chunked CEM search samples; then the next probe. A forecast trained only on
+    scripted pushes and demonstrations has not seen what such commands do to the block
+    (docs/history.md)."""
 
     def __init__(self, sim: ArmSim, config: CollectConfig, rng: np.random.Generator) -> None:
         self.sim, self.config, self.rng = sim, config, rng
