@@ -8,8 +8,8 @@ layer), and the cost of a plan is the pixel distance between the goal's slot and
 pixel_slot's forecast (trained on the recordings, k = chunks x chunk) gives at the plan's end.
 Simulator ground truth only scores the episodes.
 
-Usage: python scripts/pixel_plan.py [--slot runs/exp/pixel_slot] [--episodes 20] [--seed 300000]
-           [--out runs/exp/pixel_plan/result.json]
+Usage: python scripts/pixel_plan.py [--slot runs/exp/pixel_slot] [--renderer PATH] [--episodes 20]
+           [--seed 300000] [--out runs/exp/pixel_plan/result.json]
 """
 
 import argparse

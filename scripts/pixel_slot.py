@@ -56,7 +56,6 @@ class ArmLayer(nn.Module):
     def __init__(self, joints: int, size: int, background: torch.Tensor) -> None:
         super().__init__()
         self.background = nn.Parameter(background.clone())
-        self.size = size
         self.fc = nn.Sequential(nn.Linear(2 * joints, 256), nn.GELU(), nn.Linear(256, 64 * 8 * 8), nn.GELU())
         layers: list[nn.Module] = []
         ch, s = 64, 8
@@ -120,6 +119,7 @@ def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Points (..., 2) through the 3 x 3 map h."""
     ph = np.concatenate([pts, np.ones((*pts.shape[:-1], 1))], -1) @ h.T
     return ph[..., :2] / ph[..., 2:]
 
