@@ -15,39 +15,30 @@ Usage: python scripts/pixel_plan.py [--slot runs/exp/pixel_slot] [--renderer PAT
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ami_ros.config import (
-    ControllerConfig,
-    EvalConfig,
-    TrainRunConfig,
-    from_params,
-    load_ros_params,
-    load_yaml,
-)
+from ami_ros.config import TrainRunConfig, load_yaml
 from ami_ros.core.kinematics import Chain
-from ami_ros.core.preprocess import resize_frame
 from ami_ros.eval import closed_loop as cl
 from ami_ros.sim import ArmSim
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pixel_slot import ArmLayer, SlotDynamics, peak_centroid, residual
-from slot_forecast import chunked_cem, tip_path
+from pixel_slot import SlotDynamics, camera_slot, load_arm_layer
+from slot_forecast import (
+    add_search_arguments,
+    chunked_cem,
+    closed_loop_config,
+    closed_loop_summary,
+    tip_path,
+)
 
 p = argparse.ArgumentParser()
 p.add_argument("--slot", default="runs/exp/pixel_slot", help="the arm layer and the forecast")
 p.add_argument("--renderer", default="", help="the arm layer (default: SLOT/renderer_64.pt)")
-p.add_argument("--episodes", type=int, default=20)
-p.add_argument("--seed", type=int, default=300_000)
-p.add_argument("--samples", type=int, default=128)
-p.add_argument("--iters", type=int, default=3)
-p.add_argument("--elites", type=int, default=12)
-p.add_argument("--chunks", type=int, default=4)
-p.add_argument("--chunk", type=int, default=5)
+add_search_arguments(p)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--out", default="")
 args = p.parse_args()
@@ -57,20 +48,12 @@ mc = load_yaml("config/train.yaml", TrainRunConfig).model
 lim, alim = np.asarray(mc.joint_limits, np.float32), np.asarray(mc.action_limits, np.float32)
 nj, hor = len(mc.joint_names), args.chunks * args.chunk
 chain = Chain("sim/assets/tabletop_arm.urdf", "end_effector", mc.joint_names)
-arm = ArmLayer(nj, 64, torch.zeros(3, 64, 64))
-arm.load_state_dict(torch.load(args.renderer or Path(args.slot) / "renderer_64.pt"))
-arm.eval()
+arm = load_arm_layer(args.renderer or Path(args.slot) / "renderer_64.pt", nj)
 ck = torch.load(Path(args.slot) / f"dyn_k{hor}.pt", weights_only=False)
 net = SlotDynamics(hor, ck.get("width", 256), ck.get("gate", False))
 net.load_state_dict(ck["state"])
 net.eval()
-controller = from_params(ControllerConfig, load_ros_params("config/robots/tabletop_arm.yaml", "planner_node"))
-ecfg = EvalConfig(task="push", episodes=args.episodes, seed=args.seed, controller=controller)
-
-
-def slot_of(rgb: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """(2,) the pixel slot of a camera frame with the arm at q."""
-    return peak_centroid(residual(arm, resize_frame(rgb, 64)[None], np.asarray(q)[None]), 2)[0]
+ecfg = closed_loop_config(args)
 
 
 @torch.no_grad()
@@ -84,12 +67,12 @@ def forecast(slot: np.ndarray, last: np.ndarray, paths: np.ndarray) -> np.ndarra
 
 def make(sim: ArmSim, seed: int) -> cl.Policy:
     r = np.random.default_rng(seed)
-    goal = slot_of(sim.render_goal(), sim.goal.arm_qpos)
+    goal = camera_slot(arm, sim.render_goal(), sim.goal.arm_qpos)
     state = {"mean": np.zeros((args.chunks, nj), np.float32), "slot": None}
 
     def act(sim: ArmSim) -> np.ndarray:
         q = sim.state().qpos
-        slot = slot_of(sim.render(), q)
+        slot = camera_slot(arm, sim.render(), q)
         last = slot - state["slot"] if state["slot"] is not None else np.zeros(2, np.float32)
         state["slot"] = slot
 
@@ -105,16 +88,7 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
     return cl._filtered(ecfg, act)
 
 
-t0 = time.time()
-report = cl.evaluate_policy(make, ecfg, desc="pixel plan")
-keys = (
-    "success_rate",
-    "success_rate_any_step",
-    "mean_start_distance_m",
-    "mean_final_distance_m",
-    "tick_ms_p50",
-)
-run = {k: report[k] for k in keys} | {"wall_s": round(time.time() - t0, 1)}
+run = closed_loop_summary(make, ecfg, "pixel plan")
 print(json.dumps(run), flush=True)
 if args.out:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ from torch import nn
 from ami_ros.cli import read_training_episodes
 from ami_ros.config import TrainRunConfig, load_yaml
 from ami_ros.core.kinematics import Chain
+from ami_ros.core.preprocess import resize_frame
 from ami_ros.world_model.data import split_episodes
 
 
@@ -77,6 +78,19 @@ def residual(arm: ArmLayer, frames: np.ndarray, joints: np.ndarray) -> np.ndarra
     img = torch.from_numpy(chw(frames)).float() / 255
     pred, alpha = arm(torch.from_numpy(np.asarray(joints, np.float32)))
     return (((img - pred) ** 2).sum(1) * (1 - alpha[:, 0]) ** 2).numpy()
+
+
+def load_arm_layer(path: str | Path, joints: int, size: int = 64) -> ArmLayer:
+    """A trained arm layer (`renderer_SIZE.pt`), in evaluation mode."""
+    arm = ArmLayer(joints, size, torch.zeros(3, size, size))
+    arm.load_state_dict(torch.load(path))
+    return arm.eval()
+
+
+def camera_slot(arm: ArmLayer, rgb: np.ndarray, q: np.ndarray, window: int = 2) -> np.ndarray:
+    """(2,) the pixel slot of one camera frame (any size) with the arm at q."""
+    frame = resize_frame(rgb, arm.background.shape[-1])[None]
+    return peak_centroid(residual(arm, frame, np.asarray(q)[None]), window)[0]
 
 
 def peak_centroid(e: np.ndarray, window: int) -> np.ndarray:

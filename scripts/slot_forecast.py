@@ -39,7 +39,9 @@ import torch
 from torch import nn
 
 from ami_ros.cli import read_training_episodes
+from ami_ros.config import ControllerConfig, EvalConfig, from_params, load_ros_params
 from ami_ros.core.kinematics import Chain
+from ami_ros.eval import closed_loop as cl
 from ami_ros.world_model.data import split_episodes
 from ami_ros.world_model.evaluate import fit_token_probe
 from ami_ros.world_model.latents import cached_latents
@@ -85,6 +87,33 @@ def chunked_cem(
         best = plans[np.argsort(cost(plans))[:elites]]
         mean, spread = best.mean(0), np.maximum(best.std(0), 0.05 * limit)
     return mean
+
+
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    """The closed loops' episodes and chunked search (slot_plan, state_plan, pixel_plan)."""
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--seed", type=int, default=300_000)
+    p.add_argument("--samples", type=int, default=128)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--elites", type=int, default=12)
+    p.add_argument("--chunks", type=int, default=4)
+    p.add_argument("--chunk", type=int, default=5)
+
+
+def closed_loop_config(
+    args: argparse.Namespace, robot: str = "config/robots/tabletop_arm.yaml", task: str = "push"
+) -> EvalConfig:
+    """The closed-loop episodes of `args` (--episodes, --seed) with the robot config's controller."""
+    controller = from_params(ControllerConfig, load_ros_params(robot, "planner_node"))
+    return EvalConfig(task=task, episodes=args.episodes, seed=args.seed, controller=controller)
+
+
+def closed_loop_summary(make, ecfg: EvalConfig, desc: str) -> dict:
+    """Run the closed loop of the policies `make` builds; its success, distances, tick and wall time."""
+    t0 = time.time()
+    report = cl.evaluate_policy(make, ecfg, desc=desc)
+    keys = ("success_rate", "success_rate_any_step", "mean_start_distance_m", "mean_final_distance_m")
+    return {k: report[k] for k in (*keys, "tick_ms_p50")} | {"wall_s": round(time.time() - t0, 1)}
 
 
 class SlotForecast(nn.Module):

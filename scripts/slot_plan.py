@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ami_ros.config import ControllerConfig, EvalConfig, from_params, load_ros_params
 from ami_ros.core.kinematics import Chain
 from ami_ros.core.preprocess import resize_frame
 from ami_ros.eval import closed_loop as cl
 from ami_ros.world_model.train import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slot_forecast import SlotForecast, chunked_cem, tip_path
+from slot_forecast import SlotForecast, add_search_arguments, chunked_cem, closed_loop_config, tip_path
 
 p = argparse.ArgumentParser()
 p.add_argument("--ckpt", default="runs/exp/vbj/checkpoint.pt")
@@ -37,13 +36,7 @@ p.add_argument("--slot", default="runs/exp/slot/result.pt")
 p.add_argument("--robot", default="config/robots/tabletop_arm.yaml")
 p.add_argument("--urdf", default="sim/assets/tabletop_arm.urdf")
 p.add_argument("--task", default="push")
-p.add_argument("--episodes", type=int, default=20)
-p.add_argument("--seed", type=int, default=300_000)
-p.add_argument("--samples", type=int, default=128)
-p.add_argument("--iters", type=int, default=3)
-p.add_argument("--elites", type=int, default=12)
-p.add_argument("--chunks", type=int, default=4)
-p.add_argument("--chunk", type=int, default=5)
+add_search_arguments(p)
 p.add_argument("--std", type=float, default=0.5)
 p.add_argument("--w-feat", type=float, default=0.0, help="weight of the slot's features in the cost")
 p.add_argument("--threads", type=int, default=2)
@@ -76,8 +69,7 @@ chain = Chain(args.urdf, "end_effector", mc.joint_names)
 alim = np.asarray(mc.action_limits, np.float32)
 assert args.chunks * args.chunk == hor, "chunks x chunk must be the slot dynamics' horizon"
 ks = [args.chunk * (i + 1) for i in range(args.chunks)]
-controller = from_params(ControllerConfig, load_ros_params(args.robot, "planner_node"))
-ecfg = EvalConfig(task=args.task, episodes=args.episodes, seed=args.seed, controller=controller)
+ecfg = closed_loop_config(args, args.robot, args.task)
 
 
 @torch.no_grad()

@@ -42,23 +42,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from ami_ros.config import (
-    ControllerConfig,
-    EvalConfig,
-    SimConfig,
-    TrainRunConfig,
-    from_params,
-    load_ros_params,
-    load_yaml,
-)
+from ami_ros.config import SimConfig, TrainRunConfig, load_yaml
 from ami_ros.core.kinematics import Chain
-from ami_ros.core.preprocess import resize_frame
 from ami_ros.eval import closed_loop as cl
 from ami_ros.sim import ArmRollouts, ArmSim
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pixel_slot import ArmLayer, apply, peak_centroid, residual
-from slot_forecast import chunked_cem, random_plans, tip_path
+from pixel_slot import apply, camera_slot, load_arm_layer
+from slot_forecast import (
+    add_search_arguments,
+    chunked_cem,
+    closed_loop_config,
+    closed_loop_summary,
+    random_plans,
+    tip_path,
+)
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", default="learned", choices=("learned", "sim"))
@@ -74,13 +72,7 @@ p.add_argument("--disagreement", type=float, default=0.0)
 p.add_argument("--steps", type=int, default=6000)
 p.add_argument("--width", type=int, default=256)
 p.add_argument("--depth", type=int, default=2, help="hidden layers of the learned model")
-p.add_argument("--episodes", type=int, default=20)
-p.add_argument("--seed", type=int, default=300_000)
-p.add_argument("--samples", type=int, default=128)
-p.add_argument("--iters", type=int, default=3)
-p.add_argument("--elites", type=int, default=12)
-p.add_argument("--chunks", type=int, default=4)
-p.add_argument("--chunk", type=int, default=5)
+add_search_arguments(p)
 p.add_argument("--cache", default="runs/exp/state_plan")
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--noise", default="0", help="comma-separated median errors (m) of the block position given")
@@ -229,8 +221,7 @@ if args.model == "learned":
 else:
     roll = ArmRollouts(physics_dt=0.01, threads=2)
 
-controller = from_params(ControllerConfig, load_ros_params("config/robots/tabletop_arm.yaml", "planner_node"))
-ecfg = EvalConfig(task="push", episodes=args.episodes, seed=args.seed, controller=controller)
+ecfg = closed_loop_config(args)
 
 
 def make(sim: ArmSim, seed: int) -> cl.Policy:
@@ -242,8 +233,7 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
         if sigma > 0 or camera:  # the block as a perception sees it, each tick anew
             s = dataclasses.replace(s, block_pose=s.block_pose.copy())
             if camera:
-                e = residual(camera[0], resize_frame(sim.render(), 64)[None], s.qpos[None])
-                s.block_pose[:2] = apply(camera[1], peak_centroid(e, 2))[0]
+                s.block_pose[:2] = apply(camera[1], camera_slot(camera[0], sim.render(), s.qpos))
             else:
                 s.block_pose[:2] += r.normal(0, sigma, 2)
 
@@ -269,21 +259,11 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
 camera: tuple = ()
 for noise in args.noise.split(","):
     if noise == "pixel":
-        arm = ArmLayer(nj, 64, torch.zeros(3, 64, 64))
-        arm.load_state_dict(torch.load(Path(args.slot) / "renderer_64.pt"))
-        camera, sigma = (arm.eval(), np.load(Path(args.slot) / "homography.npy")), 0.0
+        arm = load_arm_layer(Path(args.slot) / "renderer_64.pt", nj)
+        camera, sigma = (arm, np.load(Path(args.slot) / "homography.npy")), 0.0
     else:
         camera, sigma = (), float(noise) / np.sqrt(2 * np.log(2))  # a 2-D Gaussian's median is 1.18 sigma
-    t0 = time.time()
-    report = cl.evaluate_policy(make, ecfg, desc="state plan")
-    keys = (
-        "success_rate",
-        "success_rate_any_step",
-        "mean_start_distance_m",
-        "mean_final_distance_m",
-        "tick_ms_p50",
-    )
-    run = {k: report[k] for k in keys} | {"wall_s": round(time.time() - t0, 1)}
+    run = closed_loop_summary(make, ecfg, "state plan")
     res[f"noise_{noise}"] = run
     print(f"block given with median error {noise} m:", json.dumps(run), flush=True)
 if args.out:
