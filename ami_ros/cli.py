@@ -4,6 +4,7 @@ ami-ros collect       record exploration of the embedded robot as rosbag2 MCAP
 ami-ros train         train the world model on rosbag2 recordings (torchrun for several GPUs)
 ami-ros train-pose    fit the encoder's pixel pose network on a trained model
 ami-ros train-policy  learn the planner's goal-conditioned proposal on a model
+ami-ros train-slot    learn the scene slot and its forecast beside a model
 ami-ros export        export a checkpoint to a model directory (ONNX graphs + manifest)
 ami-ros eval          closed-loop success on the embedded robot, with baselines
 ami-ros demo          the embedded robot and the node graph over DDS (separate processes, then one)
@@ -165,6 +166,30 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_slot(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ami_ros.config import SlotTrainConfig, load_yaml
+    from ami_ros.runtime import default_model_dir
+    from ami_ros.world_model.scene_slot import train_slot
+
+    cfg = load_yaml(args.config, SlotTrainConfig, section="slot") if args.config else SlotTrainConfig()
+    for key in ("steps", "renderer_steps"):
+        if getattr(args, key) is not None:
+            cfg = dataclasses.replace(cfg, **{key: getattr(args, key)})
+    model = args.model or str(default_model_dir())
+    manifest = yaml.safe_load((Path(model) / "manifest.yaml").read_text())
+    episodes = read_training_episodes(args.data, cfg.image_size)
+    record = train_slot(
+        model, episodes, args.out or model, cfg,
+        joint_limits=manifest["joints"]["limits_rad"], joint_names=manifest["joints"]["names"],
+        work_dir=args.work_dir, command=" ".join(["ami-ros", *args.argv]),
+    )  # fmt: skip
+    print(json.dumps(record["metrics"], indent=2))
+    print(f"model directory: {args.out or model}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from ami_ros.world_model.export import export_checkpoint
     from ami_ros.world_model.train import load_checkpoint
@@ -225,6 +250,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report["providers"] = sorted(set(runtime.providers.values()))
     metrics = runtime.manifest.get("metrics") or {}  # the model's held-out figures, from its training
     report["model_metrics"] = {k: metrics[k] for k in ("kstep_ratio", "block_forecast") if k in metrics}
+    slot_forecast = (runtime.manifest.get("scene_slot") or {}).get("metrics", {}).get("slot_forecast")
+    if slot_forecast:  # the scene slot's held-out figures, from `ami-ros train-slot`
+        report["model_metrics"]["slot_forecast"] = slot_forecast
     random_actions = cl.random_policy(cfg, runtime.action_limits, args.seed)
     report["baselines"] = {"random": cl.evaluate_policy(random_actions, cfg)}
     if args.task == "reach":
@@ -251,6 +279,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             + (f"arm only {f['arm_only_cm']:.2f} cm, " if "arm_only_cm" in f else "")
             + f"true latent {f['true_latent_cm']:.2f} cm"
         )
+    for k, f in report["model_metrics"].get("slot_forecast", {}).get("horizons", {}).items():
+        if "moves" in f:
+            moves, still = f["moves"], f.get("still", {})
+            print(
+                f"scene slot forecast, {k} steps ahead (held-out, block moving): forecast "
+                f"{moves['forecast_cm']:.2f} cm, copy-last {moves['copy_last_cm']:.2f} cm "
+                f"({f['copy_last_over_forecast']:.2f}x better)"
+                + (f"; block still: {still['forecast_cm']:.2f} cm" if still else "")
+            )
     return 0
 
 
@@ -387,6 +424,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="rollout-cost weights to ship with the proposal (the manifest's default_weights)",
     )  # fmt: skip
     policy.set_defaults(func=cmd_train_policy)
+
+    slot = sub.add_parser("train-slot", help="learn the scene slot and its forecast beside a model")
+    slot.add_argument("--model", help="model directory (default: the shipped tabletop_arm)")
+    slot.add_argument("--data", required=True, help="bags to learn from (the model's training data)")
+    slot.add_argument("--out", help="model directory to write (default: --model, extended in place)")
+    slot.add_argument("--config", help="YAML file with a `slot:` section (SlotTrainConfig)")
+    slot.add_argument("--work-dir", help="folder that keeps the trained arm layer, so a killed run resumes")
+    slot.add_argument("--steps", type=int, help="SlotTrainConfig.steps")
+    slot.add_argument("--renderer-steps", type=int, help="SlotTrainConfig.renderer_steps")
+    slot.set_defaults(func=cmd_train_slot)
 
     export = sub.add_parser("export", help="export a checkpoint to a model directory")
     export.add_argument("--checkpoint", required=True)

@@ -694,6 +694,56 @@ class PolicyTrainConfig:
             raise ConfigError("lr must be > 0, weight_decay >= 0, val_fraction in (0, 1)")
 
 
+@dataclasses.dataclass(frozen=True)
+class SlotTrainConfig:
+    """`ami-ros train-slot`: the scene slot, learned from recordings (camera, joint states,
+    commands) beside an exported model (`ami_ros.world_model.scene_slot`).
+
+    What the joints explain in the camera frame is learned first: a background image and an arm
+    layer (colour, opacity) that a decoder renders from the joint states. The scene slot is where
+    the rest of the frame is strongest; its forecast maps the slot, its last step and the wrist's
+    and tip's path along commanded joints to the slot up to `horizon` frames ahead.
+    """
+
+    urdf: str = "sim/assets/tabletop_arm.urdf"
+    """The robot's URDF (absolute, or relative to the ami_ros Python package), for the path of the
+    wrist and tip along commanded joints."""
+    tip_link: str = "end_effector"
+    """The URDF link at the tip; the path uses it and its parent joint's origin (the wrist)."""
+    image_size: int = 64
+    """Frame size (px) the slot is read at."""
+    window: int = 2
+    """Half-width (px) of the window around the residual's peak that the slot is the centroid of."""
+    renderer_steps: int = 3000
+    """Optimiser steps of the arm layer."""
+    renderer_batch: int = 64
+    """Frames per arm-layer step."""
+    horizon: int = 20
+    """The furthest the forecast looks ahead (frames); it is trained for every k from 1 to this."""
+    width: int = 256
+    """Width of the forecast MLP's three hidden layers."""
+    steps: int = 12000
+    """Optimiser steps of the forecast."""
+    batch_size: int = 512
+    """Windows per forecast step."""
+    lr: float = 0.002
+    """Peak learning rate of both (one-cycle schedule)."""
+    val_fraction: float = 0.1
+    """Episodes held out for the forecast diagnostic."""
+    seed: int = 0
+    """Seed of the initialisation, the split and the batches."""
+    num_threads: int = 2
+    """torch CPU threads."""
+
+    def __post_init__(self) -> None:
+        if min(self.image_size, self.renderer_steps, self.renderer_batch, self.horizon, self.width) < 1:
+            raise ConfigError("image_size, renderer_steps, renderer_batch, horizon and width must be >= 1")
+        if min(self.steps, self.batch_size, self.num_threads, self.window) < 1:
+            raise ConfigError("steps, batch_size, num_threads and window must be >= 1")
+        if self.image_size % 8 or self.lr <= 0 or not 0 < self.val_fraction < 1:
+            raise ConfigError("image_size must be a multiple of 8, lr > 0, val_fraction in (0, 1)")
+
+
 # ---------------------------------------------------------------------------- planning and safety
 @dataclasses.dataclass(frozen=True)
 class PlannerConfig:

@@ -386,6 +386,7 @@ def headline_rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
                 f"[training]({_link('training-benchmark')})",
             )
         )
+    rows += _scene_slot_headline(ROOT / "models" / "tabletop_arm" / "manifest.yaml")
     if "early_warning" in results:
         faults = results["early_warning"]["report"].get("faults", {})
         aurocs = [
@@ -402,6 +403,22 @@ def headline_rows(results: dict[str, dict]) -> list[tuple[str, str, str]]:
                 what = f"early warning: {label} (`{score}`)"
                 rows.append((what, figure, f"[early warning]({_link('early-warning')})"))
     return rows
+
+
+def _scene_slot_headline(path: Path) -> list[tuple[str, str, str]]:
+    """The shipped model's block forecast through its scene slot, from its manifest."""
+    import yaml
+
+    slot = yaml.safe_load(path.read_text()).get("scene_slot") or {}
+    f = slot.get("metrics", {}).get("slot_forecast", {}).get("horizons", {}).get("20", {})
+    if "moves" not in f:
+        return []
+    figure = (
+        f"**{f['copy_last_over_forecast']:.2f}×** better than copy-last ({f['moves']['forecast_cm']:.2f} vs "
+        f"{f['moves']['copy_last_cm']:.2f} cm); the planner does not use it yet"
+    )
+    what = "block forecast 20 frames ahead from the camera (scene slot, held out, block moving)"
+    return [(what, figure, f"[model]({_link('shipped-model')})")]
 
 
 def _link(anchor: str) -> str:
@@ -515,6 +532,7 @@ def _model_section(path: Path) -> list[str]:
          f"{collapse.get('token_dim_std_min', 0):.2f}; {collapse.get('token_effective_rank', 0):.1f} "
          f"of {collapse.get('token_effective_rank_max')}"),
         ("ONNX / torch parity, max abs over the graphs", f"{max(parity.values()):.1e}" if parity else "–"),
+        *_scene_slot_rows(manifest.get("scene_slot") or {}),
     ]  # fmt: skip
     return [
         "## Shipped model",
@@ -525,6 +543,34 @@ def _model_section(path: Path) -> list[str]:
         *_table(("metric", "value"), [(a, _cell(str(b))) for a, b in rows]),
         "",
     ]
+
+
+def _scene_slot_rows(slot: dict) -> list[tuple[str, str]]:
+    """The shipped scene slot's rows of the model table (`ami-ros train-slot`), if it has one."""
+    m = slot.get("metrics", {})
+    diag = m.get("slot_forecast", {})
+    if not diag:
+        return []
+    place = diag["slot_places_block_cm"]
+    rows = [
+        ("scene slot: training wall time (arm layer, slots, forecast)",
+         f"{slot.get('wall_time_s', 0) / 60:.1f} min ("
+         + ", ".join(f"{v / 60:.1f}" for v in m.get("seconds", {}).values()) + " min)"),
+        ("scene slot places the block (homography fitted on training frames), median / p90",
+         f"{place['median']:.2f} / {place['p90']:.2f} cm"),
+    ]  # fmt: skip
+    for k, f in diag.get("horizons", {}).items():
+        if "moves" in f and "still" in f:
+            moves, still = f["moves"], f["still"]
+            rows.append(
+                (
+                    f"scene slot forecast, {k} frames ahead: block moving (still)",
+                    f"{moves['forecast_cm']:.2f} cm vs copy-last {moves['copy_last_cm']:.2f} cm "
+                    f"(**{f['copy_last_over_forecast']:.2f}×**; {moves['windows']} windows); "
+                    f"still {still['forecast_cm']:.2f} cm vs {still['copy_last_cm']:.2f} cm",
+                )
+            )
+    return rows
 
 
 def _ms(p50: float, p99: float) -> str:

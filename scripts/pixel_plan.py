@@ -8,8 +8,12 @@ layer), and the cost of a plan is the pixel distance between the goal's slot and
 pixel_slot's forecast (trained on the recordings, k = chunks x chunk) gives at the plan's end.
 Simulator ground truth only scores the episodes.
 
-Usage: python scripts/pixel_plan.py [--slot runs/exp/pixel_slot] [--renderer PATH] [--episodes 20]
-           [--seed 300000] [--out runs/exp/pixel_plan/result.json]
+`--model DIR` plans through a model directory's exported scene slot instead (`ami-ros
+train-slot`: arm_layer.onnx and slot_forecast.onnx in onnxruntime, the slot by
+`core.scene_slot.peak_centroid`), the graphs the package ships.
+
+Usage: python scripts/pixel_plan.py [--slot runs/exp/pixel_slot] [--renderer PATH] [--model DIR]
+           [--episodes 20] [--seed 300000] [--out runs/exp/pixel_plan/result.json]
 """
 
 import argparse
@@ -22,8 +26,12 @@ import torch
 
 from ami_ros.config import TrainRunConfig, load_yaml
 from ami_ros.core.kinematics import Chain
+from ami_ros.core.preprocess import resize_frame
+from ami_ros.core.scene_slot import peak_centroid
 from ami_ros.eval import closed_loop as cl
+from ami_ros.runtime import load_model
 from ami_ros.sim import ArmSim
+from ami_ros.world_model.scene_slot import ARM_GRAPH, FORECAST_GRAPH
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pixel_slot import SlotDynamics, camera_slot, load_arm_layer
@@ -38,6 +46,7 @@ from slot_forecast import (
 p = argparse.ArgumentParser()
 p.add_argument("--slot", default="runs/exp/pixel_slot", help="the arm layer and the forecast")
 p.add_argument("--renderer", default="", help="the arm layer (default: SLOT/renderer_64.pt)")
+p.add_argument("--model", default="", help="plan through this model directory's scene slot graphs")
 add_search_arguments(p)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--out", default="")
@@ -48,31 +57,53 @@ mc = load_yaml("config/train.yaml", TrainRunConfig).model
 lim, alim = np.asarray(mc.joint_limits, np.float32), np.asarray(mc.action_limits, np.float32)
 nj, hor = len(mc.joint_names), args.chunks * args.chunk
 chain = Chain("sim/assets/tabletop_arm.urdf", "end_effector", mc.joint_names)
-arm = load_arm_layer(args.renderer or Path(args.slot) / "renderer_64.pt", nj)
-ck = torch.load(Path(args.slot) / f"dyn_k{hor}.pt", weights_only=False)
-net = SlotDynamics(hor, ck.get("width", 256), ck.get("gate", False))
-net.load_state_dict(ck["state"])
-net.eval()
+SLOT_GRAPHS = (ARM_GRAPH, FORECAST_GRAPH)
 ecfg = closed_loop_config(args)
+if args.model:
+    runtime = load_model(args.model, mc.joint_names, graphs=("encoder.onnx", *SLOT_GRAPHS))
+    size = runtime.manifest["scene_slot"]["config"]["image_size"]
+    window = runtime.manifest["scene_slot"]["config"]["window"]
 
+    def read_slot(rgb: np.ndarray, q: np.ndarray) -> np.ndarray:
+        feed = {"image": resize_frame(rgb, size)[None], "joints": np.asarray(q, np.float32)[None]}
+        return peak_centroid(runtime.sessions[SLOT_GRAPHS[0]].run(None, feed)[0], window)[0]
 
-@torch.no_grad()
-def forecast(slot: np.ndarray, last: np.ndarray, paths: np.ndarray) -> np.ndarray:
-    """(n, 2) the slot at the plans' end from the slot, its last step and the paths (n, hor+1, 2, 3)."""
-    x = np.broadcast_to(np.concatenate([slot, last]), (len(paths), 4))
-    xt = torch.from_numpy(((x - ck["mu"]) / ck["sd"]).astype(np.float32))
-    pt = torch.from_numpy(((paths - ck["pmu"]) / ck["psd"]).astype(np.float32))
-    return slot + net(xt, pt).numpy() * ck["ys"]
+    def forecast(slot: np.ndarray, last: np.ndarray, paths: np.ndarray) -> np.ndarray:
+        n = len(paths)
+        feed = {
+            "slot": np.broadcast_to(slot, (n, 2)).astype(np.float32),
+            "last": np.broadcast_to(last, (n, 2)).astype(np.float32),
+            "path": paths.astype(np.float32),
+            "k": np.full(n, hor, np.int64),
+        }
+        return runtime.sessions[SLOT_GRAPHS[1]].run(None, feed)[0]
+else:
+    arm = load_arm_layer(args.renderer or Path(args.slot) / "renderer_64.pt", nj)
+    ck = torch.load(Path(args.slot) / f"dyn_k{hor}.pt", weights_only=False)
+    net = SlotDynamics(hor, ck.get("width", 256), ck.get("gate", False))
+    net.load_state_dict(ck["state"])
+    net.eval()
+
+    def read_slot(rgb: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return camera_slot(arm, rgb, q)
+
+    @torch.no_grad()
+    def forecast(slot: np.ndarray, last: np.ndarray, paths: np.ndarray) -> np.ndarray:
+        """(n, 2) the slot at the plans' end from the slot, its last step and the paths (n, hor+1, 2, 3)."""
+        x = np.broadcast_to(np.concatenate([slot, last]), (len(paths), 4))
+        xt = torch.from_numpy(((x - ck["mu"]) / ck["sd"]).astype(np.float32))
+        pt = torch.from_numpy(((paths - ck["pmu"]) / ck["psd"]).astype(np.float32))
+        return slot + net(xt, pt).numpy() * ck["ys"]
 
 
 def make(sim: ArmSim, seed: int) -> cl.Policy:
     r = np.random.default_rng(seed)
-    goal = camera_slot(arm, sim.render_goal(), sim.goal.arm_qpos)
+    goal = read_slot(sim.render_goal(), sim.goal.arm_qpos)
     state = {"mean": np.zeros((args.chunks, nj), np.float32), "slot": None}
 
     def act(sim: ArmSim) -> np.ndarray:
         q = sim.state().qpos
-        slot = camera_slot(arm, sim.render(), q)
+        slot = read_slot(sim.render(), q)
         last = slot - state["slot"] if state["slot"] is not None else np.zeros(2, np.float32)
         state["slot"] = slot
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The shipped model's full retrain, timed stage by stage (the training benchmark):
 #   collect (JOBS worker processes) -> train end to end (config/train.yaml)
-#   -> train-pose -> train the predictor on cached latents (config/train_predictor.yaml) -> export.
+#   -> train-pose -> train the predictor on cached latents (config/train_predictor.yaml) -> export
+#   -> train-slot (the scene slot and its forecast, beside the exported model).
 # Each stage resumes or is skipped when its output is already there, so a killed retrain is
 # started again with the same command; the time of a killed attempt is not counted. Writes
 # $OUT/retrain.json (seconds per stage, total) and prints it.
@@ -58,5 +59,7 @@ stage train-predictor "$OUT/predictor/metrics.json" \
   --init-checkpoint "$OUT/pose/checkpoint.pt" --out "$OUT/predictor" --resume
 stage export "" \
   "$AMI" export --checkpoint "$OUT/predictor/checkpoint.pt" --out "$MODEL" --data "$OUT/data"
+stage train-slot "" \
+  "$AMI" train-slot --model "$MODEL" --data "$OUT/data" --work-dir "$OUT/slot"
 
 .venv/bin/python scripts/retrain_report.py "$OUT" "${RESULT:-}" "${RETRAIN_NOTE:-}"

@@ -44,6 +44,11 @@ def main(argv: list[str]) -> int:
             "end_to_end": stage_metrics(out, "train"),
             "pose": stage_metrics(out, "pose").get("pose", {}),
             "predictor": stage_metrics(out, "predictor"),
+            **(
+                {"scene_slot": json.loads((out / "slot" / "metrics.json").read_text())["metrics"]}
+                if (out / "slot" / "metrics.json").exists()
+                else {}
+            ),
         },
     }
     text = json.dumps(record, indent=2) + "\n"

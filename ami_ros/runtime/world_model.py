@@ -25,7 +25,7 @@ from ami_ros.robot import model_mismatch
 log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "ami_ros.world_model/1"
 GRAPHS = ("encoder.onnx", "predictor.onnx", "rollout_cost.onnx")
-OPTIONAL_GRAPHS = ("policy.onnx",)
+OPTIONAL_GRAPHS = ("policy.onnx", "arm_layer.onnx", "slot_forecast.onnx")
 """Graphs a model directory may add (`ami-ros train-policy`); opened when listed and asked for."""
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 

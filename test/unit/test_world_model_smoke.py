@@ -14,6 +14,7 @@ import yaml
 
 from ami_ros import cli
 from ami_ros.config import TrainRunConfig, load_yaml
+from ami_ros.core.preprocess import resize_frame
 from ami_ros.runtime import ModelLoadError, load_model
 from ami_ros.world_model.train import load_checkpoint
 
@@ -244,6 +245,53 @@ def test_train_policy_adds_a_proposal_that_the_runtime_opens(trained, tmp_path):
     assert actions.shape == (rt.horizon, 4) and np.all(np.abs(actions) <= rt.action_limits + 1e-6)
     assert not load_model(out, graphs=("encoder.onnx",)).has_policy  # only what a node asks for
     (out / "policy.onnx").write_bytes(b"tampered")
+    with pytest.raises(ModelLoadError, match="sha256 mismatch"):
+        load_model(out)
+
+
+def test_train_slot_adds_the_scene_slot_graphs_that_the_runtime_opens(trained, tmp_path):
+    out, config = tmp_path / "model", tmp_path / "slot.yaml"
+    config.write_text(
+        "slot:\n  image_size: 32\n  horizon: 3\n  width: 32\n  batch_size: 16\n  val_fraction: 0.25\n"
+    )
+    bags, model = trained["out"] / "bags", trained["out"] / "model"
+    args = [
+        "train-slot",
+        "--model",
+        str(model),
+        "--data",
+        str(bags),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+    ]
+    assert (
+        cli.main([*args, "--steps", "20", "--renderer-steps", "20", "--work-dir", str(tmp_path / "work")])
+        == 0
+    )
+    m = yaml.safe_load((out / "manifest.yaml").read_text())
+    assert {"arm_layer.onnx", "slot_forecast.onnx"} <= set(m["files"]) and "scene_slot" not in trained[
+        "manifest"
+    ]
+    slot = m["scene_slot"]
+    assert slot["command"].startswith("ami-ros train-slot") and slot["config"]["horizon"] == 3
+    assert max(slot["parity_max_abs"].values()) <= 1e-3 and slot["data"]["episodes"] == 4
+    assert set(slot["metrics"]["slot_forecast"]["horizons"]) == {"3"}  # as far as it looks
+    assert (tmp_path / "work" / "arm_layer.pt").is_file()
+    rt = load_model(out, expected_joint_names=JOINTS)
+    assert {"arm_layer.onnx", "slot_forecast.onnx"} <= set(rt.sessions)
+    ep = trained["episodes"][0]
+    image = resize_frame(np.asarray(ep["frames"][0]), 32)[None]
+    residual = rt.sessions["arm_layer.onnx"].run(None, {"image": image, "joints": ep["joints"][:1]})[0]
+    assert residual.shape == (1, 32, 32) and np.all(residual >= 0)
+    again = tmp_path / "again"  # the work dir's arm layer is reused, not retrained (a killed run resumes)
+    assert cli.main([*args[:-4], "--out", str(again), "--config", str(config), "--steps", "5",
+                     "--work-dir", str(tmp_path / "work")]) == 0  # fmt: skip
+    feed = {"image": image, "joints": ep["joints"][:1]}
+    resumed = load_model(again, expected_joint_names=JOINTS).sessions["arm_layer.onnx"].run(None, feed)[0]
+    np.testing.assert_array_equal(resumed, residual)
+    (out / "slot_forecast.onnx").write_bytes(b"tampered")
     with pytest.raises(ModelLoadError, match="sha256 mismatch"):
         load_model(out)
 
