@@ -154,7 +154,8 @@ class _Windows:
     def __init__(
         self, episodes: list[Episode], slots: list[np.ndarray], chain: Chain, limits: np.ndarray, h: int
     ):
-        cols: list[list[np.ndarray]] = [[], [], [], [], []]
+        empty = (np.zeros((0, 2)), np.zeros((0, 2)), np.zeros((0, h + 1, 2, 3)), np.zeros((0, h, 2)))
+        cols: list[list[np.ndarray]] = [[e] for e in (*empty, np.zeros((0, h + 1, 2)))]
         for ep, s in zip(episodes, slots, strict=True):
             t = np.arange(1, len(s) - h)
             if not len(t):
@@ -316,6 +317,8 @@ def train_slot(
         for eps in (train_eps, val_eps)
     )
     t_slots = time.time() - t0
+    if not len(train_w):
+        raise ValueError(f"no training episode is longer than horizon + 1 = {cfg.horizon + 1} frames")
     t0 = time.time()
     net = train_forecast(train_w, cfg, rng)
     t_forecast = time.time() - t0
