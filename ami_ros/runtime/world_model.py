@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "ami_ros.world_model/1"
 GRAPHS = ("encoder.onnx", "predictor.onnx", "rollout_cost.onnx")
 OPTIONAL_GRAPHS = ("policy.onnx", "arm_layer.onnx", "slot_forecast.onnx")
-"""Graphs a model directory may add (`ami-ros train-policy`); opened when listed and asked for."""
+"""Graphs a model directory may add (`ami-ros train-policy`, `ami-ros train-slot`); opened when listed
+and asked for."""
 DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
