@@ -27,6 +27,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -105,11 +106,20 @@ class SlotForecast(nn.Module):
         return slot + self.net(torch.cat([x, at, kk, p.flatten(1), rel.flatten(1)], -1)) * self.y_std
 
 
-def _one_cycle(
-    params, lr: float, steps: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def _fit(params, lr: float, steps: int, loss_at: Callable[[], torch.Tensor], label: str, every: int) -> None:
+    """`steps` AdamW steps on the loss `loss_at()` draws (one-cycle schedule peaking at `lr`),
+    logging it every `every` steps."""
     opt = torch.optim.AdamW(params, lr, weight_decay=1e-4)
-    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
+    t0 = time.time()
+    for step in range(steps):
+        loss = loss_at()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % every == 0 or step == steps - 1:
+            log.info("%s step %d loss %.5f (%.0f s)", label, step, loss.item(), time.time() - t0)
 
 
 def train_arm_layer(episodes: list[Episode], cfg: SlotTrainConfig, rng: np.random.Generator) -> ArmLayer:
@@ -118,18 +128,13 @@ def train_arm_layer(episodes: list[Episode], cfg: SlotTrainConfig, rng: np.rando
     joints = np.concatenate([e["joints"] for e in episodes]).astype(np.float32)
     background = np.median(frames[:: max(1, len(frames) // 4000)], 0).astype(np.float32) / 255
     arm = ArmLayer(joints.shape[1], cfg.image_size, torch.from_numpy(background))
-    opt, sched = _one_cycle(arm.parameters(), cfg.lr, cfg.renderer_steps)
-    t0 = time.time()
-    for step in range(cfg.renderer_steps):
+
+    def loss_at() -> torch.Tensor:  # MSE of a random batch of frames
         i = rng.integers(len(frames), size=cfg.renderer_batch)
         pred, _ = arm.render(torch.from_numpy(joints[i]))
-        loss = nn.functional.mse_loss(pred, torch.from_numpy(frames[i]).float() / 255)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 500 == 0 or step == cfg.renderer_steps - 1:
-            log.info("arm layer step %d mse %.5f (%.0f s)", step, loss.item(), time.time() - t0)
+        return nn.functional.mse_loss(pred, torch.from_numpy(frames[i]).float() / 255)
+
+    _fit(arm.parameters(), cfg.lr, cfg.renderer_steps, loss_at, "arm layer", 500)
     return arm.eval()
 
 
@@ -188,20 +193,14 @@ def train_forecast(w: _Windows, cfg: SlotTrainConfig, rng: np.random.Generator) 
     net.p_mean.copy_(torch.from_numpy(w.path.mean((0, 1, 2))))
     net.p_std.copy_(torch.from_numpy(w.path.std((0, 1, 2)) + 1e-3))  # m
     net.y_std.copy_(torch.from_numpy((w.ahead[:, -1] - w.slot).std(0) + 0.01))
-    opt, sched = _one_cycle(net.parameters(), cfg.lr, cfg.steps)
-    t0 = time.time()
-    for step in range(cfg.steps):
+
+    def loss_at() -> torch.Tensor:  # a random batch of windows, each at a random k
         i = rng.integers(len(w), size=cfg.batch_size)
         k = rng.integers(1, h + 1, size=cfg.batch_size)
         pred = net(*map(torch.from_numpy, (w.slot[i], w.last[i], held_path(w.path[i], k), k)))
-        target = torch.from_numpy(w.ahead[i, k - 1])
-        loss = (((pred - target) / net.y_std) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 1000 == 0 or step == cfg.steps - 1:
-            log.info("slot forecast step %d loss %.4f (%.0f s)", step, loss.item(), time.time() - t0)
+        return (((pred - torch.from_numpy(w.ahead[i, k - 1])) / net.y_std) ** 2).mean()
+
+    _fit(net.parameters(), cfg.lr, cfg.steps, loss_at, "slot forecast", 1000)
     return net.eval()
 
 
