@@ -31,7 +31,7 @@ import torch
 from ami_ros.config import TrainRunConfig, load_yaml
 from ami_ros.core.kinematics import Chain
 from ami_ros.core.preprocess import encode_frame, resize_frame
-from ami_ros.core.scene_slot import held_path, peak_centroid
+from ami_ros.core.scene_slot import held_path, peak_centroid, wrist_tip_path
 from ami_ros.eval import closed_loop as cl
 from ami_ros.runtime import load_model
 from ami_ros.sim import ArmSim
@@ -44,7 +44,6 @@ from slot_forecast import (
     chunked_cem,
     closed_loop_config,
     closed_loop_summary,
-    tip_path,
 )
 
 p = argparse.ArgumentParser()
@@ -137,7 +136,7 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
 
         def cost(plans: np.ndarray) -> np.ndarray:
             acts = np.repeat(plans, args.chunk, axis=1)
-            paths = tip_path(chain, np.broadcast_to(q, (len(acts), nj)), acts, hor, lim)
+            paths = wrist_tip_path(chain, np.broadcast_to(q, (len(acts), nj)), acts, hor, lim)
             dist = np.linalg.norm(forecast(slot, last, paths) - goal, axis=-1)  # ([M,] ks, n)
             if dist.ndim == 2:
                 return dist.mean(0)

@@ -1,5 +1,6 @@
-"""Does the camera place the block to a centimetre, beyond what the joints explain? An experiment,
-not in the package.
+"""Does the camera place the block to a centimetre, beyond what the joints explain? An experiment;
+its arm layer, slot and homography are now the package's (`world_model.scene_slot`,
+`core.scene_slot`, shipped by `ami-ros train-slot`), its per-k forecasts are not.
 
 From the recordings' frames and joint states only, it learns what the arm looks like: a static
 background (a learned image) and, over it, an arm layer (colour and opacity) rendered from the
@@ -32,6 +33,7 @@ Usage: python scripts/pixel_slot.py --data runs/retrain2/data[,runs/exp/probe/da
 import argparse
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -40,102 +42,32 @@ import torch
 from torch import nn
 
 from ami_ros.cli import read_training_episodes
-from ami_ros.config import TrainRunConfig, load_yaml
+from ami_ros.config import SlotTrainConfig, TrainRunConfig, load_yaml
 from ami_ros.core.kinematics import Chain
 from ami_ros.core.preprocess import resize_frame
+from ami_ros.core.scene_slot import peak_centroid, wrist_tip_path
 from ami_ros.world_model.data import split_episodes
-
-
-def chw(frames: np.ndarray) -> np.ndarray:
-    """uint8 frames as (T, 3, S, S)."""
-    return frames if frames.shape[1] == 3 else frames.transpose(0, 3, 1, 2)
-
-
-class ArmLayer(nn.Module):
-    """What the joints explain: a learned background with an arm layer rendered from the joints."""
-
-    def __init__(self, joints: int, size: int, background: torch.Tensor) -> None:
-        super().__init__()
-        self.background = nn.Parameter(background.clone())
-        self.fc = nn.Sequential(nn.Linear(2 * joints, 256), nn.GELU(), nn.Linear(256, 64 * 8 * 8), nn.GELU())
-        layers: list[nn.Module] = []
-        ch, s = 64, 8
-        while s < size:
-            nxt = max(16, ch // 2)
-            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(ch, nxt, 3, padding=1), nn.GELU()]
-            ch, s = nxt, s * 2
-        self.up = nn.Sequential(*layers, nn.Conv2d(ch, 4, 3, padding=1))
-
-    def forward(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.up(self.fc(torch.cat([torch.sin(q), torch.cos(q)], -1)).view(-1, 64, 8, 8))
-        alpha = torch.sigmoid(h[:, :1])
-        return self.background * (1 - alpha) + alpha * torch.sigmoid(h[:, 1:]), alpha
-
-
-@torch.no_grad()
-def residual(arm: ArmLayer, frames: np.ndarray, joints: np.ndarray) -> np.ndarray:
-    """(T, S, S): the squared residual of the frames against what the joints explain, outside the arm."""
-    img = torch.from_numpy(chw(frames)).float() / 255
-    pred, alpha = arm(torch.from_numpy(np.asarray(joints, np.float32)))
-    return (((img - pred) ** 2).sum(1) * (1 - alpha[:, 0]) ** 2).numpy()
+from ami_ros.world_model.scene_slot import (
+    ArmLayer,
+    apply_homography,
+    episode_slots,
+    homography,
+    train_arm_layer,
+)
 
 
 def load_arm_layer(path: str | Path, joints: int, size: int = 64) -> ArmLayer:
     """A trained arm layer (`renderer_SIZE.pt`), in evaluation mode."""
-    arm = ArmLayer(joints, size, torch.zeros(3, size, size))
-    arm.load_state_dict(torch.load(path))
+    arm = ArmLayer(joints, size)
+    arm.load_state_dict(torch.load(path, weights_only=True))
     return arm.eval()
 
 
+@torch.no_grad()
 def camera_slot(arm: ArmLayer, rgb: np.ndarray, q: np.ndarray, window: int = 2) -> np.ndarray:
     """(2,) the pixel slot of one camera frame (any size) with the arm at q."""
-    frame = resize_frame(rgb, arm.background.shape[-1])[None]
-    return peak_centroid(residual(arm, frame, np.asarray(q)[None]), window)[0]
-
-
-def peak_centroid(e: np.ndarray, window: int) -> np.ndarray:
-    """(T, 2) pixel (x, y): the peak of each (3 x 3 smoothed) residual map, refined to the centroid
-    of the residual above the window's floor around it."""
-    t_, s, _ = e.shape
-    smooth = nn.functional.avg_pool2d(torch.from_numpy(e)[:, None], 3, 1, 1)[:, 0].numpy()
-    flat = smooth.reshape(t_, -1).argmax(1)
-    r, c = np.divmod(flat, s)
-    out = np.zeros((t_, 2), np.float32)
-    for t in range(t_):
-        r0, r1 = max(0, r[t] - window), min(s, r[t] + window + 1)
-        c0, c1 = max(0, c[t] - window), min(s, c[t] + window + 1)
-        win = e[t, r0:r1, c0:c1]
-        win = np.maximum(win - win.min(), 0) + 1e-12
-        yy, xx = np.mgrid[r0:r1, c0:c1]
-        out[t] = (xx * win).sum() / win.sum(), (yy * win).sum() / win.sum()
-    return out
-
-
-def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares (DLT, on normalised points) 3 x 3 map from pixel points to plane points."""
-
-    def normaliser(pts: np.ndarray) -> np.ndarray:
-        c, s = pts.mean(0), np.sqrt(2) / (np.linalg.norm(pts - pts.mean(0), axis=1).mean() + 1e-12)
-        return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
-
-    ts, td = normaliser(src), normaliser(dst)
-    x, y = (np.c_[src, np.ones(len(src))] @ ts.T)[:, :2].T
-    u, v = (np.c_[dst, np.ones(len(dst))] @ td.T)[:, :2].T
-    o, z = np.ones_like(x), np.zeros_like(x)
-    rows = np.concatenate(
-        [
-            np.stack([x, y, o, z, z, z, -u * x, -u * y, -u], 1),
-            np.stack([z, z, z, x, y, o, -v * x, -v * y, -v], 1),
-        ]
-    )
-    h = np.linalg.svd(rows, full_matrices=False)[2][-1].reshape(3, 3)
-    return np.linalg.inv(td) @ h @ ts
-
-
-def apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Points (..., 2) through the 3 x 3 map h."""
-    ph = np.concatenate([pts, np.ones((*pts.shape[:-1], 1))], -1) @ h.T
-    return ph[..., :2] / ph[..., 2:]
+    frame = torch.from_numpy(resize_frame(rgb, arm.background.shape[-1])[None])
+    return peak_centroid(arm(frame, torch.from_numpy(np.asarray(q, np.float32)[None])).numpy(), window)[0]
 
 
 class SlotDynamics(nn.Module):
@@ -178,6 +110,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="runs/exp/pixel_slot")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -197,36 +130,14 @@ def main() -> None:
     chain = Chain(args.urdf, "end_effector", mc.joint_names)
     lim = np.asarray(mc.joint_limits)
 
-    def stack(episodes: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        return np.concatenate([chw(e["frames"]) for e in episodes]), np.concatenate(
-            [e["joints"] for e in episodes]
-        )
-
-    frames, joints = stack(train_eps)
     renderer_path = Path(args.renderer or out / f"renderer_{args.size}.pt")
-    background = torch.from_numpy(
-        np.median(frames[:: max(1, len(frames) // 4000)], 0).astype(np.float32) / 255
-    )
-    arm = ArmLayer(joints.shape[1], args.size, background)
     renderer_trained = not renderer_path.exists()
     if not renderer_trained:
-        arm.load_state_dict(torch.load(renderer_path))
+        arm = load_arm_layer(renderer_path, len(mc.joint_names), args.size)
         print(f"renderer loaded from {renderer_path}")
     else:
-        t0 = time.time()
-        opt = torch.optim.AdamW(arm.parameters(), 2e-3, weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=args.renderer_steps)
-        for step in range(args.renderer_steps):
-            i = rng.integers(len(frames), size=64)
-            img = torch.from_numpy(frames[i]).float() / 255
-            pred, _ = arm(torch.from_numpy(joints[i]).float())
-            loss = nn.functional.mse_loss(pred, img)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if step % 500 == 0 or step == args.renderer_steps - 1:
-                print(f"renderer step {step} mse {loss.item():.5f} ({time.time() - t0:.0f} s)", flush=True)
+        slot_cfg = SlotTrainConfig(image_size=args.size, renderer_steps=args.renderer_steps)
+        arm = train_arm_layer(train_eps, slot_cfg, rng)
         torch.save(arm.state_dict(), renderer_path)
 
     key = hashlib.sha1(f"{args.data} {renderer_path}".encode()).hexdigest()[:8]
@@ -236,7 +147,7 @@ def main() -> None:
             ep["slot"] = s[: len(ep["joints"])]
     else:
         for ep in eps:
-            ep["slot"] = peak_centroid(residual(arm, ep["frames"], ep["joints"]), args.window)
+            ep["slot"] = episode_slots(arm, ep, args.window)
         longest = max(len(e["slot"]) for e in eps)
         padded = np.zeros((len(eps), longest, 2), np.float32)
         for i, ep in enumerate(eps):
@@ -249,14 +160,14 @@ def main() -> None:
     tr_block = np.concatenate([e["block_xy"] for e in train_eps])
     hmap = homography(tr_slot, tr_block)
     for reach in (0.03, 0.01):  # refit without the misses
-        inl = np.linalg.norm(apply(hmap, tr_slot) - tr_block, axis=1) < reach
+        inl = np.linalg.norm(apply_homography(hmap, tr_slot) - tr_block, axis=1) < reach
         hmap = homography(tr_slot[inl], tr_block[inl])
     np.save(out / "homography.npy", hmap)
     res: dict = {"args": vars(args)}
     for data, val in held_out.items():
         va_slot = np.concatenate([e["slot"] for e in val])
         va_block = np.concatenate([e["block_xy"] for e in val])
-        place = np.linalg.norm(apply(hmap, va_slot) - va_block, axis=1)
+        place = np.linalg.norm(apply_homography(hmap, va_slot) - va_block, axis=1)
         res[data] = {
             "slot_places_block_cm": {
                 "median": round(100 * float(np.median(place)), 2),
@@ -273,10 +184,7 @@ def main() -> None:
         for ep in episodes:
             s, b, q, a = ep["slot"], ep["block_xy"], ep["joints"], ep["actions"]
             for t in range(1, len(s) - k):
-                path = np.clip(
-                    q[t] + np.concatenate([np.zeros((1, len(lim))), np.cumsum(a[t : t + k], 0)]), -lim, lim
-                )
-                paths.append(chain.skeleton(path)[:, -2:])
+                paths.append(wrist_tip_path(chain, q[t], a[t : t + k], k, lim))
                 xs.append(np.concatenate([s[t], s[t] - s[t - 1]]))
                 ys.append(s[t + k] - s[t])
                 keep.append((s[t], b[t], b[t + k]))
@@ -309,8 +217,8 @@ def main() -> None:
                 pred = net(torch.from_numpy((xv - mu) / sd), torch.from_numpy((pathv - pmu) / psd)).numpy()
             slot_now, now, fut = (np.stack(c) for c in zip(*keep, strict=True))
             moved = np.linalg.norm(fut - now, axis=1)
-            err = np.linalg.norm(apply(hmap, slot_now + pred * ys) - fut, axis=1)
-            copy = np.linalg.norm(apply(hmap, slot_now) - fut, axis=1)
+            err = np.linalg.norm(apply_homography(hmap, slot_now + pred * ys) - fut, axis=1)
+            copy = np.linalg.norm(apply_homography(hmap, slot_now) - fut, axis=1)
             true_copy = np.linalg.norm(now - fut, axis=1)
             row: dict = {"train_windows": len(x), "s": round(time.time() - t0, 1)}
             for name, m in (("moves", moved >= 0.01), ("still", moved < 0.002)):

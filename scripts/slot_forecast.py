@@ -41,23 +41,13 @@ from torch import nn
 from ami_ros.cli import read_training_episodes
 from ami_ros.config import ControllerConfig, EvalConfig, from_params, load_ros_params
 from ami_ros.core.kinematics import Chain
+from ami_ros.core.scene_slot import wrist_tip_path
 from ami_ros.eval import closed_loop as cl
 from ami_ros.world_model.data import split_episodes
 from ami_ros.world_model.evaluate import fit_token_probe
 from ami_ros.world_model.latents import cached_latents
 from ami_ros.world_model.losses import change_whitening
 from ami_ros.world_model.train import load_checkpoint
-
-
-def tip_path(chain: Chain, q: np.ndarray, acts: np.ndarray, k: int, lim: np.ndarray) -> np.ndarray:
-    """(..., H+1, 2, 3): wrist and tip along the first k of the commands (..., H, J) from q (..., J);
-    the arm holds after the k-th."""
-    a = np.array(acts, np.float32)
-    a[..., k:, :] = 0.0
-    steps = np.concatenate([np.zeros_like(a[..., :1, :]), np.cumsum(a, -2)], -2)
-    path = np.clip(np.asarray(q, np.float32)[..., None, :] + steps, -lim, lim)
-    pts = chain.skeleton(path.reshape(-1, path.shape[-1]))[:, -2:]
-    return pts.reshape(*path.shape[:-1], 2, 3).astype(np.float32)
 
 
 def random_plans(
@@ -232,7 +222,7 @@ def main() -> None:
                 z[t],
                 z[t + k],
                 k,
-                tip_path(chain, ep["joints"][t], acts, k, lim),
+                wrist_tip_path(chain, ep["joints"][t], acts, k, lim),
                 ep["joints"][t],
             )
             for c, v in zip(cols, vals, strict=True):

@@ -24,11 +24,12 @@ import torch
 
 from ami_ros.core.kinematics import Chain
 from ami_ros.core.preprocess import resize_frame
+from ami_ros.core.scene_slot import wrist_tip_path
 from ami_ros.eval import closed_loop as cl
 from ami_ros.world_model.train import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slot_forecast import SlotForecast, add_search_arguments, chunked_cem, closed_loop_config, tip_path
+from slot_forecast import SlotForecast, add_search_arguments, chunked_cem, closed_loop_config
 
 p = argparse.ArgumentParser()
 p.add_argument("--ckpt", default="runs/exp/vbj/checkpoint.pt")
@@ -93,7 +94,9 @@ def make(sim, seed):
 
         def cost(plans: np.ndarray) -> np.ndarray:
             acts = np.repeat(plans, args.chunk, axis=1)  # (n, hor, J)
-            tips = np.concatenate([tip_path(chain, np.broadcast_to(q, (n, nj)), acts, k, lim) for k in ks])
+            tips = np.concatenate(
+                [wrist_tip_path(chain, np.broadcast_to(q, (n, nj)), acts, k, lim) for k in ks]
+            )
             m = len(ks) * n
             hyps, logits = net.step(
                 s0.expand(m, -1), s1.expand(m, -1), torch.tensor(np.repeat(ks, n)), torch.from_numpy(tips),

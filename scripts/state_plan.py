@@ -44,18 +44,19 @@ from torch import nn
 
 from ami_ros.config import SimConfig, TrainRunConfig, load_yaml
 from ami_ros.core.kinematics import Chain
+from ami_ros.core.scene_slot import wrist_tip_path
 from ami_ros.eval import closed_loop as cl
 from ami_ros.sim import ArmRollouts, ArmSim
+from ami_ros.world_model.scene_slot import apply_homography
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pixel_slot import apply, camera_slot, load_arm_layer
+from pixel_slot import camera_slot, load_arm_layer
 from slot_forecast import (
     add_search_arguments,
     chunked_cem,
     closed_loop_config,
     closed_loop_summary,
     random_plans,
-    tip_path,
 )
 
 p = argparse.ArgumentParser()
@@ -110,7 +111,7 @@ def recorded_samples() -> tuple[np.ndarray, np.ndarray]:
         for ep in read_training_episodes(data, 8):
             b, q, a = ep["block_xy"], ep["joints"].astype(np.float32), ep["actions"].astype(np.float32)
             for t in range(len(b) - hor):
-                tips = tip_path(chain, q[t][None], a[None, t : t + hor], hor, lim)
+                tips = wrist_tip_path(chain, q[t][None], a[None, t : t + hor], hor, lim)
                 pose = np.r_[b[t], 0.0, 1.0, 0.0, 0.0, 0.0]  # heading unknown: not used without --yaw
                 xs.append(features(pose, tips))
                 ys.append((b[t + hor] - b[t])[None].astype(np.float32))
@@ -147,7 +148,7 @@ def samples() -> tuple[np.ndarray, np.ndarray]:
                 rng, np.zeros((args.chunks, nj), np.float32), 0.5 * alim, args.per_state, alim
             )
             acts = np.repeat(plans, args.chunk, axis=1)
-            tips = tip_path(chain, np.broadcast_to(st.qpos, (len(acts), nj)), acts, hor, lim)
+            tips = wrist_tip_path(chain, np.broadcast_to(st.qpos, (len(acts), nj)), acts, hor, lim)
             blocks, _ = roll.run(st.qpos, st.block_pose, acts, 0.1)
             xs.append(features(st.block_pose, tips))
             ys.append((blocks[:, -1, :2] - st.block_pose[:2]).astype(np.float32))
@@ -233,7 +234,7 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
         if sigma > 0 or camera:  # the block as a perception sees it, each tick anew
             s = dataclasses.replace(s, block_pose=s.block_pose.copy())
             if camera:
-                s.block_pose[:2] = apply(camera[1], camera_slot(camera[0], sim.render(), s.qpos))
+                s.block_pose[:2] = apply_homography(camera[1], camera_slot(camera[0], sim.render(), s.qpos))
             else:
                 s.block_pose[:2] += r.normal(0, sigma, 2)
 
@@ -242,7 +243,7 @@ def make(sim: ArmSim, seed: int) -> cl.Policy:
             if args.model == "sim":
                 blocks, _ = roll.run(s.qpos, s.block_pose, acts, ecfg.control_period)
                 return np.linalg.norm(blocks[:, -1, :2] - goal, axis=1)
-            tips = tip_path(chain, np.broadcast_to(s.qpos, (len(acts), nj)), acts, hor, lim)
+            tips = wrist_tip_path(chain, np.broadcast_to(s.qpos, (len(acts), nj)), acts, hor, lim)
             ends = s.block_pose[:2] + predict(features(s.block_pose, tips))  # (M, n, 2)
             c = np.linalg.norm(ends.mean(0) - goal, axis=1)
             if args.disagreement and len(ends) > 1:
