@@ -145,6 +145,27 @@ def export_graph(module: nn.Module, args: tuple, path: Path, spec: dict) -> None
     program.save(str(path), external_data=False)
 
 
+@torch.no_grad()
+def export_checked(module: nn.Module, args: tuple, path: Path, spec: dict) -> float:
+    """`export_graph`, then max |onnxruntime - torch| of the first output on `args`.
+
+    Raises:
+        RuntimeError: it exceeds PARITY_TOLERANCE x max(1, the largest |output|).
+    """
+    import onnxruntime as ort
+
+    export_graph(module, args, path, spec)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, dict(zip(spec["inputs"], (x.numpy() for x in args), strict=True)))[0]
+    want = module(*args)
+    want = (want[0] if isinstance(want, tuple) else want).numpy()
+    parity = float(np.abs(got - want).max())
+    limit = PARITY_TOLERANCE * max(1.0, float(np.abs(want).max()))
+    if not parity <= limit:
+        raise RuntimeError(f"{path.name} differs from torch by {parity:.2e} (> {limit:.1e})")
+    return parity
+
+
 def example_inputs(
     cfg: WorldModelConfig,
     frames: np.ndarray | None = None,

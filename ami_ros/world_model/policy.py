@@ -270,18 +270,8 @@ def policy_spec(net: ProposalNet, latent_shape: Sequence[int]) -> dict[str, dict
     }
 
 
-@torch.no_grad()
 def export_policy(net: ProposalNet, path: Path, example: tuple[torch.Tensor, ...], spec: dict) -> float:
     """Export to ONNX (batch-dynamic) and return max |onnxruntime - torch| on `example`."""
-    import onnxruntime as ort
+    from ami_ros.world_model.export import export_checked
 
-    from ami_ros.world_model.export import PARITY_TOLERANCE, export_graph
-
-    args = tuple(x[:8].float() for x in example)
-    export_graph(net, args, path, spec)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, dict(zip(spec["inputs"], (x.numpy() for x in args), strict=True)))[0]
-    parity = float(np.abs(got - net(*args).numpy()).max())
-    if not parity <= PARITY_TOLERANCE:
-        raise RuntimeError(f"policy.onnx differs from torch by {parity:.2e} (> {PARITY_TOLERANCE})")
-    return parity
+    return export_checked(net, tuple(x[:8].float() for x in example), path, spec)

@@ -364,10 +364,8 @@ def write_slot_graphs(
     """Export both graphs into `out_dir` (a copy of `model_dir` unless the same), check their parity
     with torch on `examples` (recorded frames and windows: the arm layer's, the forecast's inputs)
     and list them (sha256, shapes) and `record` in its manifest."""
-    import onnxruntime as ort
-
     from ami_ros.runtime.world_model import sha256
-    from ami_ros.world_model.export import PARITY_TOLERANCE, export_graph
+    from ami_ros.world_model.export import export_checked
 
     out = Path(out_dir)
     if out.resolve() != Path(model_dir).resolve():
@@ -391,13 +389,7 @@ def write_slot_graphs(
     }
     parity = {}
     for name, module, args in ((ARM_GRAPH, arm, examples[0]), (FORECAST_GRAPH, net, examples[1])):
-        export_graph(module, args, out / name, specs[name])
-        sess = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
-        got = sess.run(None, dict(zip(specs[name]["inputs"], (a.numpy() for a in args), strict=True)))[0]
-        with torch.no_grad():
-            parity[name] = float(np.abs(got - module(*args).numpy()).max())
-        if not parity[name] <= PARITY_TOLERANCE * max(1.0, float(np.abs(got).max())):  # px: relative
-            raise RuntimeError(f"{name} differs from torch by {parity[name]:.2e}")
+        parity[name] = export_checked(module, args, out / name, specs[name])
         manifest["files"][name] = {
             "sha256": sha256(out / name),
             "bytes": (out / name).stat().st_size,
